@@ -1,0 +1,378 @@
+# -*- test-case-name: nutshim.test.test_upsd_service -*-
+"""
+The running daemon: configuration, drivers, listeners and reload.
+
+Everything that outlives one connection is owned here.  A reload (SIGHUP)
+reads all three files first and applies nothing unless all of them are
+usable; then it updates UPSes in place (FSD latches and attach counts
+survive), starts and stops drivers whose section changed, opens and closes
+listeners whose LISTEN line changed (NUT ignores LISTEN on reload) and swaps
+the users table, all without dropping a connected client whose UPS remains.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from nutshim.config import Config, ConfigError, load_config
+from nutshim.config.upsconf import UpsSection
+from nutshim.drivers.base import IDriver
+from nutshim.upsd.engine import Engine
+from nutshim.upsd.protocol import UpsdProtocol
+from nutshim.upsd.registry import Registry, Session, UpsEntry
+from nutshim.upsd.tracking import TrackingTable
+
+__all__ = ["UpsdService", "UpsdFactory", "listen_endpoints", "DEMO_UPS"]
+
+log = Logger()
+
+DEMO_UPS = "demo"
+DEFAULT_PORT = 3493
+#: The kernel caps this at net.core.somaxconn; NUT's 16 makes bursts of
+#: connects wait for SYN retries.
+BACKLOG = 1024
+
+
+def _escape_interface(addr: str) -> str:
+    return addr.replace(":", "\\:")
+
+
+def listen_endpoints(listen: Sequence[Tuple[str, int]]) -> List[str]:
+    """
+    Endpoint strings for upsd.conf LISTEN lines, resolving host names the way
+    NUT does (every address of the name).
+    """
+    if not listen:
+        listen = [("127.0.0.1", DEFAULT_PORT), ("::1", DEFAULT_PORT)]
+    out: List[str] = []
+    for address, port in listen:
+        if address == "*":
+            out.append(f"tcp6:{port}:interface=\\:\\::backlog={BACKLOG}")
+            continue
+        try:
+            infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise ConfigError("upsd.conf", None, f"LISTEN {address}: {e.strerror}")
+        for family, _, _, _, sockaddr in infos:
+            host = str(sockaddr[0])
+            if family == socket.AF_INET6:
+                ep = f"tcp6:{port}:interface={_escape_interface(host)}:backlog={BACKLOG}"
+            else:
+                ep = f"tcp:{port}:interface={host}:backlog={BACKLOG}"
+            if ep not in out:
+                out.append(ep)
+    return out
+
+
+class _Refused(Protocol):
+    """
+    Past MAXCONN: close at once, so the client sees EOF instead of a hang.
+    """
+
+    def connectionMade(self) -> None:
+        self.transport.loseConnection()
+
+
+class UpsdFactory(Factory):
+    """
+    Makes L{UpsdProtocol}s; holds the per-daemon settings they read.
+    """
+
+    protocol = UpsdProtocol
+
+    def __init__(self, engine: Engine, clock: Any) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.idle_timeout: float = 60.0
+        self.max_line = 4096
+        self.maxconn: Optional[int] = None
+        self.tls_mode = "off"
+        self.tls_context_factory: Any = None
+        self.protocols: Dict[int, UpsdProtocol] = {}
+
+    def buildProtocol(self, addr: Any) -> Optional[Protocol]:
+        if self.maxconn is not None and len(self.protocols) >= self.maxconn:
+            log.warn(
+                "MAXCONN {maxconn} reached: refusing {addr}",
+                maxconn=self.maxconn,
+                addr=getattr(addr, "host", addr),
+            )
+            refused = _Refused()
+            refused.factory = self
+            return refused
+        proto = super().buildProtocol(addr)
+        assert isinstance(proto, UpsdProtocol)
+        self.protocols[id(proto)] = proto
+        return proto
+
+    def connection_closed(self, proto: UpsdProtocol) -> None:
+        self.protocols.pop(id(proto), None)
+
+    def tls_required_for(self, session: Session) -> bool:
+        """
+        RFC 9271 section 6.2: the server, not the client, decides.
+        """
+        if self.tls_mode == "all":
+            return True
+        if self.tls_mode == "remote":
+            return not session.loopback
+        return False
+
+    def tls_options(self) -> Any:
+        return self.tls_context_factory
+
+
+DriverBuilder = Callable[[UpsSection, Config, str, Any], IDriver]
+
+
+def default_driver_builder(section: UpsSection, config: Config, statepath: str, reactor: Any) -> IDriver:
+    """
+    nutshim's own drivers run in-process; any other driver name is one of
+    NUT's, reached through its socket in STATEPATH.
+    """
+    assert section.driver is not None and section.port is not None
+    if section.driver == "nutshim-sim":
+        from nutshim.drivers.sim import make_sim_driver
+
+        return make_sim_driver(section.name, section.options, config.confdir, reactor)
+    from nutshim.drivers.socketdriver import SocketDriver
+
+    return SocketDriver(
+        section.name, section.driver, statepath, reactor, maxage=config.upsd.maxage
+    )
+
+
+def demo_section() -> UpsSection:
+    """
+    The UPS served when there is no configuration at all.
+    """
+    return UpsSection(
+        name=DEMO_UPS,
+        driver="nutshim-sim",
+        port="demo.seq",
+        desc="nutshim demo UPS (simulated)",
+        options={"driver": "nutshim-sim", "port": "demo.seq"},
+        lineno=0,
+    )
+
+
+class UpsdService(MultiService):
+    """
+    nut-upsd: owns the registry, the engine, the drivers and the listeners.
+
+    @param confdir: NUT's configuration directory.
+    @param reactor: the reactor (injected for tests).
+    @param listen_override: endpoint strings from C{--listen}; replace LISTEN.
+    @param statepath_override: from C{--statepath}.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        listen_override: Sequence[str] = (),
+        statepath_override: Optional[str] = None,
+        driver_builder: DriverBuilder = default_driver_builder,
+        cmdvartab_override: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.config = config
+        self.listen_override = list(listen_override)
+        self.statepath_override = statepath_override
+        self.cmdvartab_override = cmdvartab_override
+        self.driver_builder = driver_builder
+        self.registry = Registry()
+        self.tracking = TrackingTable(reactor.seconds, float(config.upsd.trackingdelay))
+        self.engine = Engine(self.registry, config.users, self.tracking, config.cmdvartab)
+        self.factory = UpsdFactory(self.engine, reactor)
+        self.ports: Dict[str, IListeningPort] = {}
+        self.demo = False
+        self._apply_settings(config)
+        for section in self._sections(config):
+            self._add_ups(section, first=False)
+
+    # Configuration.
+
+    def statepath(self, config: Config) -> str:
+        from nutshim.config.paths import statepath
+
+        return statepath(self.statepath_override, config.upsd.statepath)
+
+    def _sections(self, config: Config) -> List[UpsSection]:
+        sections = list(config.ups.sections) if config.ups is not None else []
+        if not sections and not config.upsd.allow_no_device:
+            self.demo = True
+            return [demo_section()]
+        self.demo = False
+        return sections
+
+    def _apply_settings(self, config: Config) -> None:
+        upsd = config.upsd
+        self.factory.idle_timeout = float(upsd.idle_timeout)
+        self.factory.max_line = upsd.maxline
+        self.factory.maxconn = upsd.maxconn
+        self.tracking.delay = float(upsd.trackingdelay)
+        self.engine.users = config.users
+        self.engine.descriptions = config.cmdvartab
+
+    def _endpoints(self, config: Config) -> List[str]:
+        if self.listen_override:
+            return list(self.listen_override)
+        return listen_endpoints([(l.address, l.port) for l in config.upsd.listen])
+
+    def _add_ups(self, section: UpsSection, first: bool) -> UpsEntry:
+        driver = self.driver_builder(section, self.config, self.statepath(self.config), self.reactor)
+        driver.tracking_listener = self.tracking.report
+        assert section.driver is not None and section.port is not None
+        entry = UpsEntry(section.name, section.desc, driver, section.driver, section.port)
+        entry.options = dict(section.options)
+        self.registry.add(entry, first=first)
+        if self.running:
+            self._start_driver(entry)
+        return entry
+
+    def _start_driver(self, entry: UpsEntry) -> None:
+        try:
+            entry.driver.start()
+        except Exception:
+            log.failure("Driver for UPS [{ups}] failed to start", ups=entry.name)
+
+    def _stop_driver(self, entry: UpsEntry) -> None:
+        try:
+            entry.driver.stop()
+        except Exception:
+            log.failure("Driver for UPS [{ups}] failed to stop", ups=entry.name)
+
+    # Service life.
+
+    def startService(self) -> None:
+        super().startService()
+        for warning in self.config.warnings:
+            log.warn("{warning}", warning=str(warning))
+        if self.demo:
+            log.info(
+                "No UPS configured in {confdir}: serving the simulated demo UPS"
+                " [{ups}] (see README to configure real ones)",
+                confdir=self.config.confdir,
+                ups=DEMO_UPS,
+            )
+        for entry in self.registry:
+            self._start_driver(entry)
+        for endpoint in self._endpoints(self.config):
+            self._listen(endpoint)
+        self._install_sighup()
+
+    def stopService(self) -> Deferred[Any]:
+        for entry in self.registry:
+            self._stop_driver(entry)
+        ports, self.ports = self.ports, {}
+        waits = [d for d in (p.stopListening() for p in ports.values()) if d is not None]
+        for proto in list(self.factory.protocols.values()):
+            proto.transport.loseConnection()
+        d: Deferred[Any] = DeferredList(waits) if waits else Deferred()
+        if not waits:
+            d.callback(None)
+        d.addCallback(lambda _: super(UpsdService, self).stopService())
+        return d
+
+    def _listen(self, endpoint: str) -> None:
+        def listening(port: IListeningPort) -> None:
+            self.ports[endpoint] = port
+            log.info("Listening on {endpoint}", endpoint=endpoint)
+
+        def failed(f: Any) -> None:
+            log.error(
+                "Cannot listen on {endpoint}: {error}",
+                endpoint=endpoint,
+                error=f.getErrorMessage(),
+            )
+
+        d = serverFromString(self.reactor, endpoint).listen(self.factory)
+        d.addCallbacks(listening, failed)
+
+    def _install_sighup(self) -> None:
+        if not hasattr(signal, "SIGHUP") or not hasattr(self.reactor, "callFromThread"):
+            return
+        try:
+            signal.signal(signal.SIGHUP, lambda *a: self.reactor.callFromThread(self.reload))
+        except ValueError:
+            pass  # not the main thread (tests)
+
+    # Reload.
+
+    def reload(self) -> bool:
+        """
+        Re-read ups.conf, upsd.conf and upsd.users and apply them.
+
+        @return: whether the new configuration was applied.
+        """
+        log.info("Reloading configuration from {confdir}", confdir=self.config.confdir)
+        try:
+            new = load_config(self.config.confdir, self.cmdvartab_override)
+            sections = self._sections(new)
+            endpoints = self._endpoints(new)
+        except ConfigError as e:
+            log.error("Reload failed, keeping the running configuration: {error}", error=str(e))
+            return False
+        for warning in new.warnings:
+            log.warn("{warning}", warning=str(warning))
+        self.config = new
+        self._apply_settings(new)
+        wanted = {s.name.lower(): s for s in sections}
+        for entry in list(self.registry):
+            section = wanted.get(entry.name.lower())
+            if section is None:
+                self._remove_ups(entry)
+                continue
+            entry.desc = section.desc
+            if dict(section.options) != entry.options:
+                self._replace_driver(entry, section)
+        for key, section in wanted.items():
+            if self.registry.get(key) is None:
+                self._add_ups(section, first=True)
+        if self.running:
+            for endpoint in list(self.ports):
+                if endpoint not in endpoints:
+                    port = self.ports.pop(endpoint)
+                    port.stopListening()
+                    log.info("No longer listening on {endpoint}", endpoint=endpoint)
+            for endpoint in endpoints:
+                if endpoint not in self.ports:
+                    self._listen(endpoint)
+        return True
+
+    def _replace_driver(self, entry: UpsEntry, section: UpsSection) -> None:
+        log.info("UPS [{ups}]: driver settings changed, restarting it", ups=entry.name)
+        self._stop_driver(entry)
+        driver = self.driver_builder(section, self.config, self.statepath(self.config), self.reactor)
+        driver.tracking_listener = self.tracking.report
+        assert section.driver is not None and section.port is not None
+        entry.driver = driver
+        entry.driver_name = section.driver
+        entry.port = section.port
+        entry.options = dict(section.options)
+        if self.running:
+            self._start_driver(entry)
+
+    def _remove_ups(self, entry: UpsEntry) -> None:
+        """
+        A UPS gone from ups.conf: stop its driver and disconnect the clients
+        attached to it, as NUT does; its FSD latch goes with it.
+        """
+        log.info("UPS [{ups}] removed from ups.conf", ups=entry.name)
+        self._stop_driver(entry)
+        self.registry.remove(entry)
+        for proto in list(self.factory.protocols.values()):
+            if proto.session.login is entry:
+                proto.transport.loseConnection()
