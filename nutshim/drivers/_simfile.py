@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from nutshim.protocol._tokenizer import ParseError, tokenize_file
 
@@ -32,7 +32,10 @@ __all__ = [
     "RangeDecl",
     "CommandDecl",
     "Problem",
+    "Declarations",
     "SimFile",
+    "NO_DECLARATIONS",
+    "DEFAULT_STRING_AUX",
     "Statement",
     "is_status",
     "parse",
@@ -131,14 +134,110 @@ class Problem:
 Statement = Union[Set, Timer, TypeDecl, EnumDecl, RangeDecl, CommandDecl]
 
 
+# dummy-ups.h nut_data[] in NUT 2.8.0: the variables it knows, with the aux
+# of the STRING ones (0: a number).  Every one of them is RW.
+_KNOWN_AUX: Dict[str, int] = {
+    "ups.mfr": 32, "ups.model": 32, "ups.status": 32, "ups.serial": 32,
+    "ups.load": 0, "ups.alarm": 32, "ups.time": 16, "ups.date": 16,
+    "ups.mfr.date": 16, "ups.firmware": 16, "ups.firmware.aux": 16,
+    "ups.temperature": 0, "ups.id": 16, "ups.delay.start": 0,
+    "ups.delay.reboot": 0, "ups.delay.shutdown": 0, "ups.test.interval": 0,
+    "ups.test.result": 16, "input.voltage": 0, "input.voltage.maximum": 0,
+    "input.voltage.minimum": 0, "input.voltage.nominal": 0,
+    "input.transfer.reason": 1, "input.transfer.low": 0, "input.transfer.high": 0,
+    "input.sensitivity": 1, "input.quality": 6, "input.frequency": 0,
+    "input.transfer.boost.low": 0, "input.transfer.boost.high": 0,
+    "input.transfer.trim.low": 0, "input.transfer.trim.high": 0,
+    "output.voltage": 0, "output.frequency": 0, "output.current": 0,
+    "battery.charge": 0, "battery.charge.low": 0, "battery.voltage": 0,
+    "battery.current": 0, "battery.runtime": 0, "battery.runtime.low": 0,
+    "battery.charge.restart": 0, "battery.temperature": 0,
+    "battery.voltage.nominal": 0, "ambient.temperature": 0,
+    "ambient.temperature.alarm": 0, "ambient.temperature.high": 0,
+    "ambient.temperature.low": 0, "ambient.humidity": 0,
+    "ambient.humidity.alarm": 0, "ambient.humidity.high": 0,
+    "ambient.humidity.low": 0,
+}
+#: Unknown variables are C{RW STRING} of this length, as in C{dummy-ups}.
+DEFAULT_STRING_AUX = 32
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """
+    What a file declares, keyed by lower-cased name; position-independent.
+
+    @ivar types: C{TYPE} per variable (the last one wins).
+    @ivar enums: C{ENUM} values per variable, all lines merged in order.
+    @ivar ranges: C{RANGE}s per variable, in order.
+    @ivar commands: per command, its spelling and its effects in order.
+    """
+
+    types: Mapping[str, TypeDecl]
+    enums: Mapping[str, Tuple[str, ...]]
+    ranges: Mapping[str, Tuple[Tuple[int, int], ...]]
+    commands: Mapping[str, Tuple[str, Tuple[Set, ...]]]
+
+    def type_of(self, var: str) -> Tuple[bool, bool, int]:
+        """
+        C{(rw, string, aux)} of a variable: declared, else C{dummy-ups}'s.
+        """
+        decl = self.types.get(var.lower())
+        if decl is not None:
+            return decl.rw, decl.string, decl.aux
+        aux = _KNOWN_AUX.get(var.lower(), DEFAULT_STRING_AUX)
+        return True, aux > 0, aux
+
+    def changed_variables(self, other: Declarations) -> List[str]:
+        """
+        Lower-cased names of variables whose TYPE, ENUM or RANGE differ.
+        """
+        changed = set()
+        pairs: List[Tuple[Mapping[str, object], Mapping[str, object]]] = [
+            (self.types, other.types), (self.enums, other.enums), (self.ranges, other.ranges)]
+        for mine, theirs in pairs:
+            for key in set(mine) | set(theirs):
+                if mine.get(key) != theirs.get(key):
+                    changed.add(key)
+        return sorted(changed)
+
+
+NO_DECLARATIONS = Declarations({}, {}, {}, {})
+
+
+def _declarations(statements: Sequence[Statement]) -> Declarations:
+    types: Dict[str, TypeDecl] = {}
+    enums: Dict[str, Tuple[str, ...]] = {}
+    ranges: Dict[str, Tuple[Tuple[int, int], ...]] = {}
+    cmds: Dict[str, Tuple[str, Tuple[Set, ...]]] = {}
+    for st in statements:
+        if isinstance(st, TypeDecl):
+            types[st.var.lower()] = st
+        elif isinstance(st, EnumDecl):
+            enums[st.var.lower()] = enums.get(st.var.lower(), ()) + st.values
+        elif isinstance(st, RangeDecl):
+            ranges[st.var.lower()] = ranges.get(st.var.lower(), ()) + ((st.low, st.high),)
+        elif isinstance(st, CommandDecl):
+            name, effects = cmds.get(st.name.lower(), (st.name, ()))
+            cmds[st.name.lower()] = (name, effects + (() if st.effect is None else (st.effect,)))
+    return Declarations(types, enums, ranges, cmds)
+
+
 @dataclass(frozen=True)
 class SimFile:
     """
-    A parsed file: statements in file order, and the problems found.
+    A parsed file.
+
+    @ivar statements: every statement, in file order.
+    @ivar problems: the lines left out, and why.
+    @ivar timeline: the L{Set}s and L{Timer}s, in file order: what is played.
+    @ivar declarations: the L{Declarations}, which apply to the whole file.
     """
 
     statements: Tuple[Statement, ...]
     problems: Tuple[Problem, ...]
+    timeline: Tuple[Union[Set, Timer], ...] = ()
+    declarations: Declarations = NO_DECLARATIONS
 
 
 def is_status(var: str) -> bool:
@@ -261,4 +360,5 @@ def parse(data: bytes) -> SimFile:
             problems.append(result)
         elif result is not None:
             statements.append(result)
-    return SimFile(tuple(statements), tuple(problems))
+    timeline = tuple(s for s in statements if isinstance(s, (Set, Timer)))
+    return SimFile(tuple(statements), tuple(problems), timeline, _declarations(statements))

@@ -16,19 +16,20 @@ logs, reports stale data and tries again at the next poll.
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Protocol, Tuple, Union, cast
 
-from twisted.internet.interfaces, import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from nutshim import __version__
-from nutshim.drivers._simfile import (CommandDecl, EnumDecl, RangeDecl, Set, SimFile,
-                                      Timer, TypeDecl, is_status, parse)
+from nutshim.drivers._simfile import (NO_DECLARATIONS, Declarations, Set, SimFile, Timer,
+                                      is_status, parse)
 from nutshim.drivers.base import (TRACKING_INVALID, TRACKING_SUCCESS, TRACKING_UNKNOWN,
                                   DriverBase)
+from nutshim.state import Flags
 
-__all__ = ["SimulatedUPS", "make_sim_driver", "sample_path", "SAMPLES", "DEMO_SEQ",
-           "MAX_FILE_SIZE"]
+__all__ = ["SimulatedUPS", "make_sim_driver", "resolve_port", "sample_path", "SAMPLES",
+           "DEMO_SEQ", "MAX_FILE_SIZE"]
 
 #: Files above this size are refused (a simulation file is a few kB).
 MAX_FILE_SIZE = 1 << 20
@@ -53,55 +54,20 @@ def sample_path(name: str) -> str:
 #: The demo UPS (C{OL CHRG} → C{OB DISCHRG} → C{OB LB}, with commands).
 DEMO_SEQ = sample_path("demo.seq")
 
-# dummy-ups.h nut_data[] of NUT 2.8.0: known variables and their STRING aux
-# (0: RW only).  Unknown variables get RW STRING aux 32.
-_KNOWN: Dict[str, int] = {
-    "ups.mfr": 32, "ups.model": 32, "ups.status": 32, "ups.serial": 32,
-    "ups.load": 0, "ups.alarm": 32, "ups.time": 16, "ups.date": 16,
-    "ups.mfr.date": 16, "ups.firmware": 16, "ups.firmware.aux": 16,
-    "ups.temperature": 0, "ups.id": 16, "ups.delay.start": 0,
-    "ups.delay.reboot": 0, "ups.delay.shutdown": 0, "ups.test.interval": 0,
-    "ups.test.result": 16, "input.voltage": 0, "input.voltage.maximum": 0,
-    "input.voltage.minimum": 0, "input.voltage.nominal": 0,
-    "input.transfer.reason": 1, "input.transfer.low": 0, "input.transfer.high": 0,
-    "input.sensitivity": 1, "input.quality": 6, "input.frequency": 0,
-    "input.transfer.boost.low": 0, "input.transfer.boost.high": 0,
-    "input.transfer.trim.low": 0, "input.transfer.trim.high": 0,
-    "output.voltage": 0, "output.frequency": 0, "output.current": 0,
-    "battery.charge": 0, "battery.charge.low": 0, "battery.voltage": 0,
-    "battery.current": 0, "battery.runtime": 0, "battery.runtime.low": 0,
-    "battery.charge.restart": 0, "battery.temperature": 0,
-    "battery.voltage.nominal": 0, "ambient.temperature": 0,
-    "ambient.temperature.alarm": 0, "ambient.temperature.high": 0,
-    "ambient.temperature.low": 0, "ambient.humidity": 0,
-    "ambient.humidity.alarm": 0, "ambient.humidity.high": 0,
-    "ambient.humidity.low": 0,
-}
 
-_Decls = Tuple[Dict[str, TypeDecl], Dict[str, Tuple[str, ...]],
-               Dict[str, Tuple[Tuple[int, int], ...]], Dict[str, Tuple[str, Tuple[Set, ...]]]]
+class _Call(Protocol):
+    def active(self) -> bool: ...
+
+    def cancel(self) -> None: ...
 
 
-def _declarations(simfile: SimFile) -> _Decls:
+class _Clock(Protocol):
     """
-    Collect the declarations of a file, keyed by lower-cased name.
+    What is used of L{IReactorTime}, typed for mypy without the zope plugin.
     """
-    types: Dict[str, TypeDecl] = {}
-    enums: Dict[str, Tuple[str, ...]] = {}
-    ranges: Dict[str, Tuple[Tuple[int, int], ...]] = {}
-    cmds: Dict[str, Tuple[str, Tuple[Set, ...]]] = {"load.off": ("load.off", ())}
-    for st in simfile.statements:
-        if isinstance(st, TypeDecl):
-            types[st.var.lower()] = st
-        elif isinstance(st, EnumDecl):
-            enums[st.var.lower()] = enums.get(st.var.lower(), ()) + st.values
-        elif isinstance(st, RangeDecl):
-            ranges[st.var.lower()] = ranges.get(st.var.lower(), ()) + ((st.low, st.high),)
-        elif isinstance(st, CommandDecl):
-            name, effects = cmds.get(st.name.lower(), (st.name, ()))
-            effect = () if st.effect is None else (st.effect,)
-            cmds[st.name.lower()] = (name, effects + effect)
-    return types, enums, ranges, cmds
+
+    def callLater(self, delay: float, callable: Callable[..., Any], *args: object,
+                  **kw: object) -> _Call: ...
 
 
 class SimulatedUPS(DriverBase):
@@ -128,20 +94,20 @@ class SimulatedUPS(DriverBase):
         self.name = name
         self.path = path
         self.pollinterval = pollinterval
-        self._clock = clock
+        self._clock = cast(_Clock, clock)
         self._port = options.get("port", path)
         self.mode = self._choose_mode(options.get("mode"))
-        self._call: Optional[IDelayedCall] = None
+        self._call: Optional[_Call] = None
         self._running = False
         self._failing = False
         self._data: Optional[bytes] = None
         self._parsed = SimFile((), ())
         self._stamp: Optional[Tuple[int, int]] = None
-        self._program: List[Statement] = []
+        self._program: Tuple[Union[Set, Timer], ...] = ()
         self._pos = 0
         self._waited = 0
         self._device_copied = False
-        self._decls: _Decls = ({}, {}, {}, {})
+        self._decls = NO_DECLARATIONS
 
     def _choose_mode(self, mode: Optional[str]) -> str:
         if mode in ("dummy-once", "dummy-loop"):
@@ -151,9 +117,9 @@ class SimulatedUPS(DriverBase):
         if mode is not None:
             self.log.warn("{ups}: mode {mode!r} is not supported by nutshim-sim; "
                           "choosing from the file name", ups=self.name, mode=mode)
-        if self.path.endswith(".dev"):
+        if self._port.endswith(".dev"):
             return "dummy-once"
-        return "dummy-loop" if self.path.endswith(".seq") else "dummy"
+        return "dummy-loop" if self._port.endswith(".seq") else "dummy"
 
     # IDriver
 
@@ -214,9 +180,8 @@ class SimulatedUPS(DriverBase):
         """
         if not self._running:
             return False
-        declared = self._decls[3].get(cmd.lower())
-        if declared is None or (not declared[1] and cmd.lower() == "load.off"
-                                and "load.off" not in self._declared_commands()):
+        declared = self._decls.commands.get(cmd.lower())
+        if declared is None:
             self.log.info("{ups}: instcmd: unknown command [{cmd}] [{param}]",
                           ups=self.name, cmd=cmd, param=param)
             self.report(tracking_id, TRACKING_UNKNOWN)
@@ -292,8 +257,8 @@ class SimulatedUPS(DriverBase):
         if simfile is None:
             self._later(self.pollinterval, self._begin_pass)
             return
-        self._declare(_declarations(simfile))
-        self._program = [s for s in simfile.statements if isinstance(s, (Set, Timer))]
+        self._declare(simfile.declarations)
+        self._program = simfile.timeline
         self._pos = 0
         self._waited = 0
         self._run()
@@ -349,59 +314,97 @@ class SimulatedUPS(DriverBase):
     # Changing the data.
 
     def _set(self, st: Set) -> None:
-        state = self.state
         if is_status(st.var):
-            created = state.get(st.var) is None
-            state.set_info(st.var, " ".join(st.value.split()))
+            self.state.set_info(st.var, " ".join(st.value.split()))
         elif not st.value:
-            state.del_info(st.var)
+            self.state.del_info(st.var)
             return
         else:
-            created = state.get(st.var) is None
-            state.set_info(st.var, st.value)
-        if created:
-            self._describe(st.var)
+            self.state.set_info(st.var, st.value)
+        self._describe(st.var)
 
     def _describe(self, name: str) -> None:
         """
-        Give a new variable its flags, aux, enums and ranges.
+        Give a variable its flags, aux, enums and ranges, as C{dummy-ups}
+        does after every change (only what differs is touched).
         """
-        key = name.lower()
-        types, enums, ranges, _ = self._decls
-        decl = types.get(key)
-        if decl is not None:
-            rw, string, aux = decl.rw, decl.string, decl.aux
-        else:
-            aux = _KNOWN.get(key, 32)
-            rw, string = True, aux > 0
-        self.state.set_flags(name, (["RW"] if rw else []) + (["STRING"] if string else []))
-        if string:
+        var = self.state.get(name)
+        if var is None:
+            return
+        rw, string, aux = self._decls.type_of(name)
+        flags = (Flags.RW if rw else Flags.NONE) | (Flags.STRING if string else Flags.NONE)
+        if var.flags & ~Flags.IMMUTABLE != flags:
+            self.state.set_flags(name, [f.name or "" for f in (Flags.RW, Flags.STRING)
+                                        if flags & f])
+        if string and var.aux != aux:
             self.state.set_aux(name, aux)
-        for value in enums.get(key, ()):
+        for value in self._decls.enums.get(name.lower(), ()):
             self.state.add_enum(name, value)
-        for low, high in ranges.get(key, ()):
+        for low, high in self._decls.ranges.get(name.lower(), ()):
             self.state.add_range(name, low, high)
 
-    def _declare(self, decls: _Decls) -> None:
+    def _declare(self, decls: Declarations) -> None:
         """
         Apply a file's declarations; variables whose declarations changed
         are described again from scratch.
         """
-        old = self._decls
-        self._decls = decls
-        changed = set()
-        for before, after in zip(old[:3], decls[:3]):
-            for key in set(before) | set(after):
-                if before.get(key) != after.get(key):
-                    changed.add(key)
-        for key in sorted(changed):
+        old, self._decls = self._decls, decls
+        for key in old.changed_variables(decls):
             var = self.state.get(key)
             if var is not None and not key.startswith("driver."):
                 name, value = var.name, var.value
                 self.state.del_info(name)
                 self.state.set_info(name, value)
                 self._describe(name)
-        for key in set(old[3]) - set(decls[3]):
-            self.state.del_command(old[3][key][0])
-        for name, _ in decls[3].values():
+        for key in set(old.commands) - set(decls.commands) - {"load.off"}:
+            self.state.del_command(old.commands[key][0])
+        for name, _ in decls.commands.values():
             self.state.add_command(name)
+
+
+def resolve_port(port: str, confdir: str) -> str:
+    """
+    Where C{dummy-ups} looks for its file: absolute paths as they are,
+    C{./} and C{../} (anything starting with a dot) from the current
+    directory, anything else under NUT's configuration directory.
+    """
+    if os.path.isabs(port):
+        return port
+    if port.startswith("."):
+        return os.path.join(os.getcwd(), port)
+    return os.path.join(confdir, port)
+
+
+def make_sim_driver(ups_name: str, section_options: Mapping[str, str], confdir: str,
+                    clock: IReactorTime) -> SimulatedUPS:
+    """
+    Build the driver for a C{driver = nutshim-sim} section of C{ups.conf}.
+
+    A C{port} naming a file that does not exist but has the name of a
+    bundled sample (C{demo.seq}, C{lab.dev}, C{outage.seq}) plays the sample.
+
+    @param section_options: the section's keys (C{port}, C{mode},
+        C{pollinterval}...).
+    @raise ValueError: without a C{port}.
+    """
+    port = section_options.get("port")
+    if not port:
+        raise ValueError(f"UPS {ups_name}: nutshim-sim needs a port (the simulation file)")
+    path = resolve_port(port, confdir)
+    name = os.path.basename(port)
+    if not os.path.exists(path) and name in SAMPLES:
+        SimulatedUPS.log.info("{ups}: {path} does not exist, playing the bundled {name}",
+                              ups=ups_name, path=path, name=name)
+        path = sample_path(name)
+    pollinterval = 2.0
+    text = section_options.get("pollinterval")
+    if text is not None:
+        try:
+            pollinterval = float(text)
+            if not 0 < pollinterval < 86400:
+                raise ValueError(text)
+        except ValueError:
+            SimulatedUPS.log.warn("{ups}: bad pollinterval {value!r}, using 2",
+                                  ups=ups_name, value=text)
+            pollinterval = 2.0
+    return SimulatedUPS(ups_name, path, clock, section_options, pollinterval)

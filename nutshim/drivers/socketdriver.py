@@ -21,12 +21,12 @@ else is affected.
 from __future__ import annotations
 
 import os
-from typing import Optional, cast
+from typing import Any, Optional
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXClientEndpoint
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, IReactorUNIX
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -43,6 +43,13 @@ RECONNECT_DELAY = 2.0
 CONNFAIL_LOG_INTERVAL = 300.0
 #: Seconds between staleness/PING evaluations (upsd's loop runs every ≤2 s).
 CHECK_INTERVAL = 1.0
+
+
+def _transport(proto: LineReceiver) -> Any:
+    """
+    The protocol's transport (an L{ITransport}, typed loosely for mypy).
+    """
+    return proto.transport
 
 
 class _DriverLineProtocol(LineReceiver):
@@ -65,7 +72,7 @@ class _DriverLineProtocol(LineReceiver):
     def lineLengthExceeded(self, line: bytes) -> None:
         self.owner._misbehaved(self, "sent a line longer than %d bytes" % (self.MAX_LENGTH,))
 
-    def connectionLost(self, reason: Failure = cast(Failure, None)) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.owner._connectionLost(self, reason)
 
 
@@ -73,7 +80,7 @@ class _DriverFactory(Factory):
     def __init__(self, owner: SocketDriver) -> None:
         self.owner = owner
 
-    def buildProtocol(self, addr: IAddress) -> _DriverLineProtocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> _DriverLineProtocol:
         proto = _DriverLineProtocol(self.owner)
         proto.factory = self
         return proto
@@ -108,7 +115,7 @@ class SocketDriver(DriverBase):
         ups_name: str,
         driver_name: str,
         statepath: str,
-        reactor: IReactorUNIX,
+        reactor: Any,
         maxage: int = 15,
     ) -> None:
         super().__init__()
@@ -116,14 +123,15 @@ class SocketDriver(DriverBase):
         self.driver_name = driver_name
         self.path = os.path.join(statepath, "%s-%s" % (driver_name, ups_name))
         self.maxage = maxage
+        # Provides IReactorUNIX and IReactorTime.
         self._reactor = reactor
-        self._clock = cast(IReactorTime, reactor)
         self._factory = _DriverFactory(self)
         self._proto: Optional[_DriverLineProtocol] = None
         self._connecting: Optional[Deferred[_DriverLineProtocol]] = None
         self._running = False
-        self._retry: Optional[IDelayedCall] = None
-        self._tick: Optional[IDelayedCall] = None
+        # IDelayedCall providers.
+        self._retry: Any = None
+        self._tick: Any = None
         self._last_connfail: Optional[float] = None
         self._tokenizer = RequestTokenizer()
         self._limiter = dstate.RateLimiter(self.FLOOD_RATE, self.FLOOD_BURST, 0.0)
@@ -157,8 +165,7 @@ class SocketDriver(DriverBase):
         proto = self._proto
         if proto is not None:
             self._gone()
-            assert proto.transport is not None
-            proto.transport.loseConnection()
+            _transport(proto).loseConnection()
 
     def instcmd(self, cmd: str, param: Optional[str], tracking_id: Optional[str]) -> bool:
         """
@@ -178,8 +185,9 @@ class SocketDriver(DriverBase):
         self._retry = None
         if not self._running or self._proto is not None or self._connecting is not None:
             return
-        endpoint = UNIXClientEndpoint(self._reactor, self.path, timeout=10)
-        d = self._connecting = endpoint.connect(self._factory)
+        endpoint = UNIXClientEndpoint(self._reactor, self.path, timeout=10)  # type: ignore[no-untyped-call]
+        d: Deferred[_DriverLineProtocol] = endpoint.connect(self._factory)  # type: ignore[no-untyped-call]
+        self._connecting = d
         d.addCallbacks(self._connectDone, self._connectFailed)
 
     def _connectDone(self, proto: _DriverLineProtocol) -> None:
@@ -187,9 +195,9 @@ class SocketDriver(DriverBase):
 
     def _connectFailed(self, reason: Failure) -> None:
         self._connecting = None
-        if reason.check(CancelledError) or not self._running:
+        if not self._running:
             return
-        now = self._clock.seconds()
+        now = self._reactor.seconds()
         if self._last_connfail is None or now - self._last_connfail >= CONNFAIL_LOG_INTERVAL:
             self._last_connfail = now
             self.log.error(
@@ -200,14 +208,13 @@ class SocketDriver(DriverBase):
 
     def _scheduleReconnect(self) -> None:
         if self._running and self._retry is None:
-            self._retry = self._clock.callLater(RECONNECT_DELAY, self._connect)
+            self._retry = self._reactor.callLater(RECONNECT_DELAY, self._connect)
 
     def _connectionMade(self, proto: _DriverLineProtocol) -> None:
         if not self._running or self._proto is not None:
-            assert proto.transport is not None
-            proto.transport.loseConnection()
+            _transport(proto).loseConnection()
             return
-        now = self._clock.seconds()
+        now = self._reactor.seconds()
         self._proto = proto
         self._tokenizer.reset()
         self._limiter = dstate.RateLimiter(self.FLOOD_RATE, self.FLOOD_BURST, now)
@@ -219,10 +226,9 @@ class SocketDriver(DriverBase):
         self.state.set_info("ups.status", "WAIT")
         self.connected = True
         self.stale = False
-        assert proto.transport is not None
-        proto.transport.write(dstate.DUMPALL)
+        _transport(proto).write(dstate.DUMPALL)
         self.log.info("Connected to UPS [{ups}]: {path}", ups=self.ups_name, path=self.path)
-        self._tick = self._clock.callLater(CHECK_INTERVAL, self._check)
+        self._tick = self._reactor.callLater(CHECK_INTERVAL, self._check)
 
     def _gone(self) -> None:
         """
@@ -242,7 +248,7 @@ class SocketDriver(DriverBase):
         self._gone()
         self.log.warn(
             "Lost connection to the driver of UPS [{ups}]: {error}",
-            ups=self.ups_name, error=reason.getErrorMessage() if reason else "",
+            ups=self.ups_name, error=reason.getErrorMessage(),
         )
         self._scheduleReconnect()
 
@@ -256,8 +262,7 @@ class SocketDriver(DriverBase):
             "Driver of UPS [{ups}] {why}: dropping the connection", ups=self.ups_name, why=why
         )
         self._gone()
-        assert proto.transport is not None
-        proto.transport.abortConnection()
+        _transport(proto).abortConnection()
         self._scheduleReconnect()
 
     # Reading.
@@ -265,7 +270,7 @@ class SocketDriver(DriverBase):
     def _lineReceived(self, proto: _DriverLineProtocol, line: bytes) -> None:
         if proto is not self._proto:
             return
-        now = self._clock.seconds()
+        now = self._reactor.seconds()
         if not self._limiter.allow(now):
             self._misbehaved(proto, "floods its socket")
             return
@@ -282,20 +287,18 @@ class SocketDriver(DriverBase):
         self._last_heard = now
         if isinstance(msg, dstate.Tracking):
             self.report(msg.tracking_id, msg.result)
-        elif isinstance(msg, (dstate.DumpDone, dstate.DataOK, dstate.DataStale)):
-            if isinstance(msg, dstate.DumpDone):
-                self._dumpdone = True
-            else:
-                self._data_ok = isinstance(msg, dstate.DataOK)
-            self._updateStale(now)
+        elif isinstance(msg, dstate.DumpDone):
+            self._dumpdone = True
+        elif isinstance(msg, (dstate.DataOK, dstate.DataStale)):
+            self._data_ok = isinstance(msg, dstate.DataOK)
         elif not isinstance(msg, dstate.Pong):
             why = self._tooBig(msg)
             if why:
                 self._misbehaved(proto, why)
                 return
             dstate.apply(self.state, msg)
-            if self.stale and self._dumpdone is False:
-                self._updateStale(now)
+        # upsd re-evaluates right after any activity.
+        self._updateStale(now)
 
     def _tooBig(self, msg: dstate.DriverMessage) -> Optional[str]:
         state = self.state
@@ -320,7 +323,7 @@ class SocketDriver(DriverBase):
         proto = self._proto
         if proto is None or proto.transport is None:
             return False
-        proto.transport.write(data)
+        _transport(proto).write(data)
         return True
 
     def _check(self) -> None:
@@ -330,14 +333,14 @@ class SocketDriver(DriverBase):
         self._tick = None
         if self._proto is None:
             return
-        now = self._clock.seconds()
+        now = self._reactor.seconds()
         third = self.maxage // 3
         if now - self._last_heard > third and now - self._last_ping > third:
             self._last_ping = now
             self._send(dstate.PING)
         self._updateStale(now)
         if self._proto is not None:
-            self._tick = self._clock.callLater(CHECK_INTERVAL, self._check)
+            self._tick = self._reactor.callLater(CHECK_INTERVAL, self._check)
 
     def _updateStale(self, now: float) -> None:
         # NUT 2.8.0: "elapsed > MAXAGE" in whole seconds; DATASTALE counts

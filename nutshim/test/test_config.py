@@ -47,13 +47,10 @@ def lines(warnings: Sequence[ConfigWarning]) -> List[Optional[int]]:
     return [w.lineno for w in warnings]
 
 
-class FileTestMixin:
+class FileTestCase(SynchronousTestCase):
     """
     Writing scratch files for the C{load_*} functions.
     """
-
-    def mktemp(self) -> str:
-        raise NotImplementedError
 
     def write(self, data: bytes, name: Optional[str] = None, mode: int = 0o600) -> str:
         directory = self.mktemp()
@@ -65,7 +62,7 @@ class FileTestMixin:
         return path
 
 
-class ErrorsTests(FileTestMixin, SynchronousTestCase):
+class ErrorsTests(FileTestCase):
     """
     L{ConfigWarning}, L{ConfigError} and reading files.
     """
@@ -171,7 +168,7 @@ StatePath = /run/nut
 """
 
 
-class UpsConfTests(FileTestMixin, SynchronousTestCase):
+class UpsConfTests(FileTestCase):
     """
     L{parse_ups_conf} and L{load_ups_conf}.
     """
@@ -331,7 +328,7 @@ class UpsConfTests(FileTestMixin, SynchronousTestCase):
         """
         conf = self.parse(b"[u]\ndriver = d\nport = p\ndriver\n")
         self.assertEqual(conf.sections, ())
-        self.assertEqual(lines(conf.warnings), [1, 4])
+        self.assertEqual(lines(conf.warnings), [1, 4, None])
 
     def test_parseError(self) -> None:
         """
@@ -357,7 +354,7 @@ class UpsConfTests(FileTestMixin, SynchronousTestCase):
         self.assertIsNone(load_ups_conf(os.path.join(self.mktemp(), "ups.conf")))
 
 
-class UpsdConfTests(FileTestMixin, SynchronousTestCase):
+class UpsdConfTests(FileTestCase):
     """
     L{parse_upsd_conf} and L{load_upsd_conf}.
     """
@@ -634,7 +631,7 @@ USERS = b"""\
 """
 
 
-class UsersTests(FileTestMixin, SynchronousTestCase):
+class UsersTests(FileTestCase):
     """
     L{parse_users}, L{load_users} and the checks of L{Users}.
     """
@@ -870,7 +867,7 @@ class UsersTests(FileTestMixin, SynchronousTestCase):
         self.assertFalse(missing.check_action("admin", "pa ss", "set"))
 
 
-class CmdVarTabTests(FileTestMixin, SynchronousTestCase):
+class CmdVarTabTests(FileTestCase):
     """
     L{parse_cmdvartab} and L{load_cmdvartab}.
     """
