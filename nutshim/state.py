@@ -138,7 +138,7 @@ class DeviceState:
         """
         Stop calling C{observer}; unknown observers are ignored.
         """
-        self._observers = tuple(o for o in self._observers if o is not observer)
+        self._observers = tuple(o for o in self._observers if o != observer)
 
     def _notify(self, *message: str) -> None:
         for observer in self._observers:

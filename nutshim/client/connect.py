@@ -44,7 +44,7 @@ class NUTClientFactory(Factory):
         self.timeout = timeout
         self.require_tls = require_tls
 
-    def buildProtocol(self, addr: IAddress) -> NUTClientProtocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> NUTClientProtocol:
         proto = NUTClientProtocol(self.clock, self.timeout, self.require_tls)
         proto.factory = self
         return proto
@@ -90,9 +90,10 @@ async def authenticate(proto: NUTClientProtocol, username: str, password: str) -
     pw = proto.password(password)
     try:
         await user
-    finally:
-        # Consume the second result too, so that no failure goes unhandled.
-        await pw
+    except BaseException:
+        pw.addErrback(lambda failure: None)  # same cause; not worth a log line
+        raise
+    await pw
 
 
 def connect(
@@ -119,8 +120,10 @@ def connect(
     async def run() -> NUTClientProtocol:
         options = tls.options(host) if tls is not None else None
         connect_timeout = math.ceil(timeout) if timeout else 30
-        endpoint = HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
-        proto: NUTClientProtocol = await endpoint.connect(  # type: ignore[no-untyped-call]
+        # Typed Any: without the mypy-zope plugin, providers of interfaces
+        # do not type-check as those interfaces.
+        endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
+        proto: NUTClientProtocol = await endpoint.connect(
             NUTClientFactory(reactor, timeout, require_tls)
         )
         try:

@@ -26,7 +26,7 @@ import stat
 import sys
 from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple, cast
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.logger import Logger
 
@@ -193,7 +193,7 @@ async def run(reactor: Any, args: argparse.Namespace, environ: Mapping[str, str]
     def shutdown() -> "Deferred[Any]":
         for driver in drivers:
             driver.stop()
-        return DeferredList([Deferred.fromCoroutine(_stop(p)) for p in ports])
+        return DeferredList([maybeDeferred(p.stopListening) for p in ports])
 
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     for section in sections:
@@ -205,10 +205,6 @@ async def run(reactor: Any, args: argparse.Namespace, environ: Mapping[str, str]
             raise UsageError("cannot serve [%s]: %s" % (section.name, e)) from e
     # Serve until the reactor stops (SIGTERM, SIGINT).
     await Deferred()
-
-
-async def _stop(port: Any) -> None:
-    await port.stopListening()
 
 
 def _start_logging(debug: int) -> None:

@@ -31,7 +31,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from nutshim.drivers import dstate
-from nutshim.drivers.base import TRACKING_FAILED, IDriver
+from nutshim.drivers.base import TRACKING_FAILED
 from nutshim.protocol._tokenizer import ParseError, RequestTokenizer
 from nutshim.state import Message
 
@@ -120,7 +120,8 @@ class DriverSocketFactory(Factory):
     #: Tracked requests remembered while the driver works on them.
     MAX_PENDING = 1024
 
-    def __init__(self, driver: IDriver, clock: Any) -> None:
+    def __init__(self, driver: Any, clock: Any) -> None:
+        # An IDriver provider (zope interfaces are not types to mypy here).
         self.driver: Any = driver
         self.clock = clock
         self.connections: Set[DriverSocketProtocol] = set()
