@@ -9,7 +9,7 @@ A reply that does not fit its request means the two sides are out of step:
 the connection is then dropped rather than risk handing one request's
 answer to another.
 
-STARTTLS is the delicate part (RFC 9271 S{sect}4.2.10): after C{OK STARTTLS}
+STARTTLS is the delicate part (RFC 9271, section 4.2.12): after C{OK STARTTLS}
 any plaintext bytes already received are discarded (an attacker on the path
 could otherwise inject "replies" that would be read as if protected), the TLS
 layer is started, and a C{PROTVER} query confirms that the handshake worked,
@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, List, Optional, Sequence, TypeVar
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime, ITLSTransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -33,6 +33,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from nutshim.client import _replies as R
+from nutshim.client._commands import NUTCommands, join
 from nutshim.client._replies import VarType, Words
 from nutshim.client.errors import (
     NUTClientError,
@@ -43,7 +44,7 @@ from nutshim.client.errors import (
     TLSTrustNotConfigured,
     error_from_words,
 )
-from nutshim.protocol import NutError, ParseError, RequestTokenizer, join_words, quote
+from nutshim.protocol import ParseError, RequestTokenizer
 
 __all__ = ["NUTClientProtocol", "VarType", "DEFAULT_TIMEOUT"]
 
@@ -73,16 +74,6 @@ class _Pending:
     timer: Any = None  # an IDelayedCall
 
 
-def _check_word(word: str) -> str:
-    if not all(" " <= ch <= "~" for ch in word):
-        raise ValueError(f"NUT words are printable ASCII only: {word!r}")
-    return word
-
-
-def _join(*words: str) -> str:
-    return join_words([_check_word(w) for w in words])
-
-
 def _split(raw: bytes) -> Optional[Words]:
     words = RequestTokenizer().line(raw)
     if words is None or isinstance(words, ParseError):
@@ -90,7 +81,7 @@ def _split(raw: bytes) -> Optional[Words]:
     return words
 
 
-class NUTClientProtocol(LineReceiver):
+class NUTClientProtocol(NUTCommands, LineReceiver):
     """
     A NUT client connection.
 
@@ -125,6 +116,9 @@ class NUTClientProtocol(LineReceiver):
         self._held: List[_Pending] = []
         self._holding = False
         self._failure: Optional[Failure] = None
+        self._closed_waiters: List[Deferred[None]] = []
+        #: Whether the connection has been lost.
+        self.closed = False
 
     # -- plumbing ---------------------------------------------------------
 
@@ -164,7 +158,7 @@ class NUTClientProtocol(LineReceiver):
 
     def _list(self, query: Sequence[str], parse: Callable[[List[Words]], T]) -> Deferred[T]:
         d: Deferred[T] = Deferred()
-        return self._submit(_Pending(_join("LIST", *query), _Kind.LIST, d, parse, query))
+        return self._submit(_Pending(join("LIST", *query), _Kind.LIST, d, parse, query))
 
     def _release(self) -> None:
         """
@@ -277,7 +271,37 @@ class NUTClientProtocol(LineReceiver):
         self._abort(ProtocolError(f"reply line longer than {self.MAX_LENGTH} bytes"))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.closed = True
         self._fail_all(self._failure or reason)
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _closing(self, result: None) -> None:
+        if self.transport is not None:
+            self._transport().loseConnection()
+
+    def when_closed(self) -> Deferred[None]:
+        """
+        Fires (with L{None}, never failing) once the connection is lost.
+        """
+        if self.closed:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._closed_waiters.append(d)
+        return d
+
+    def close(self) -> Deferred[None]:
+        """
+        Say C{LOGOUT} (as NUT's clients do when they are done) and close;
+        fires once the connection is lost, whatever the server answered.
+        """
+        if not self.closed:
+            if self._failure is None and not self._holding:
+                self.logout().addErrback(lambda failure: None)
+            else:
+                self._transport().abortConnection()
+        return self.when_closed()
 
     # -- STARTTLS ---------------------------------------------------------
 
@@ -338,162 +362,6 @@ class NUTClientProtocol(LineReceiver):
 
         confirm.addBoth(confirmed)
         self._release()
-
-    # -- requests ---------------------------------------------------------
-
-    def ver(self) -> Deferred[str]:
-        """C{VER}: the server's version line."""
-        return self._send("VER", R.raw_line)
-
-    def netver(self) -> Deferred[str]:
-        """C{NETVER}: the protocol version, e.g. C{1.3}."""
-        return self._send("NETVER", R.raw_line)
-
-    def protver(self) -> Deferred[str]:
-        """C{PROTVER}, falling back to C{NETVER} on C{UNKNOWN-COMMAND}."""
-        return R.fallback(self._send("PROTVER", R.raw_line), self.netver,
-                          NutError.UNKNOWN_COMMAND)
-
-    def help(self) -> Deferred[str]:
-        """C{HELP}: the server's command list line."""
-        return self._send("HELP", R.raw_line)
-
-    def username(self, name: str) -> Deferred[None]:
-        """C{USERNAME}; refused without TLS when C{require_tls} is set."""
-        return self._send(_join("USERNAME", name), R.ok, credential=True)
-
-    def password(self, password: str) -> Deferred[None]:
-        """C{PASSWORD}; refused without TLS when C{require_tls} is set."""
-        return self._send(_join("PASSWORD", password), R.ok, credential=True)
-
-    def login(self, ups: str) -> Deferred[None]:
-        """C{LOGIN <ups>}."""
-        return self._send(_join("LOGIN", ups), R.ok)
-
-    def attach(self, ups: str) -> Deferred[None]:
-        """C{ATTACH <ups>} (RFC 9271), falling back to C{LOGIN}."""
-        return R.fallback(self._send(_join("ATTACH", ups), R.ok),
-                          lambda: self.login(ups), NutError.UNKNOWN_COMMAND)
-
-    def logout(self) -> Deferred[None]:
-        """C{LOGOUT}: fires on C{OK Goodbye}, then closes the connection."""
-        return self._send("LOGOUT", R.ok).addCallback(self._closing)
-
-    def detach(self) -> Deferred[None]:
-        """C{DETACH} (RFC 9271), falling back to C{LOGOUT}; then closes."""
-        d = R.fallback(self._send("DETACH", R.ok), lambda: self._send("LOGOUT", R.ok),
-                       NutError.UNKNOWN_COMMAND)
-        return d.addCallback(self._closing)
-
-    def _closing(self, result: None) -> None:
-        if self.transport is not None:
-            self._transport().loseConnection()
-
-    def primary(self, ups: str) -> Deferred[str]:
-        """
-        C{PRIMARY <ups>}, falling back to C{MASTER}; fires with the text after
-        C{OK} (C{PRIMARY-GRANTED} or C{MASTER-GRANTED}).
-        """
-        return R.fallback(self._send(_join("PRIMARY", ups), R.ok_text),
-                          lambda: self._send(_join("MASTER", ups), R.ok_text),
-                          NutError.UNKNOWN_COMMAND)
-
-    def fsd(self, ups: str) -> Deferred[None]:
-        """C{FSD <ups>}: latch forced shutdown."""
-        return self._send(_join("FSD", ups), R.ok)
-
-    def get_var(self, ups: str, var: str) -> Deferred[str]:
-        """C{GET VAR}: the value, unescaped."""
-        return self._send(_join("GET", "VAR", ups, var), R.field(("VAR", ups, var)))
-
-    def get_type(self, ups: str, var: str) -> Deferred[VarType]:
-        """C{GET TYPE}: the variable's flags."""
-        return self._send(_join("GET", "TYPE", ups, var), R.var_type(ups, var))
-
-    def get_desc(self, ups: str, var: str) -> Deferred[str]:
-        """C{GET DESC}: the variable's description."""
-        return self._send(_join("GET", "DESC", ups, var), R.field(("DESC", ups, var)))
-
-    def get_cmddesc(self, ups: str, cmd: str) -> Deferred[str]:
-        """C{GET CMDDESC}: the instant command's description."""
-        return self._send(_join("GET", "CMDDESC", ups, cmd),
-                          R.field(("CMDDESC", ups, cmd)))
-
-    def get_upsdesc(self, ups: str) -> Deferred[str]:
-        """C{GET UPSDESC}: the description from ups.conf."""
-        return self._send(_join("GET", "UPSDESC", ups), R.field(("UPSDESC", ups)))
-
-    def num_attach(self, ups: str) -> Deferred[int]:
-        """
-        C{GET NUMATTACH} (RFC 9271), falling back to C{GET NUMLOGINS} on
-        C{INVALID-ARGUMENT} or C{UNKNOWN-COMMAND} (NUT up to 2.8.x).
-        """
-        return R.fallback(
-            self._send(_join("GET", "NUMATTACH", ups), R.count(("NUMATTACH", ups))),
-            lambda: self._send(_join("GET", "NUMLOGINS", ups), R.count(("NUMLOGINS", ups))),
-            NutError.INVALID_ARGUMENT, NutError.UNKNOWN_COMMAND,
-        )
-
-    def get_tracking(self, id: Optional[str] = None) -> Deferred[Any]:
-        """
-        C{GET TRACKING}: without an id, whether tracking is on (C{bool});
-        with one, the status line: C{PENDING}, C{SUCCESS}, C{ERR UNKNOWN},
-        C{ERR FAILED} or C{ERR INVALID-ARGUMENT} (C{str}).  Other errors
-        (C{FEATURE-NOT-CONFIGURED}: tracking is off) fail the L{Deferred}.
-        """
-        if id is None:
-            return self._send("GET TRACKING", R.on_off)
-        return R.tracking_status(self._send(_join("GET", "TRACKING", id), R.raw_line))
-
-    def list_ups(self) -> Deferred[dict[str, str]]:
-        """C{LIST UPS}: name to description, in the server's order."""
-        return self._list(("UPS",), R.mapping("UPS", 1))
-
-    def list_var(self, ups: str) -> Deferred[dict[str, str]]:
-        """C{LIST VAR}: variable to value."""
-        return self._list(("VAR", ups), R.mapping("VAR", 2))
-
-    def list_rw(self, ups: str) -> Deferred[dict[str, str]]:
-        """C{LIST RW}: writable variable to value."""
-        return self._list(("RW", ups), R.mapping("RW", 2))
-
-    def list_cmd(self, ups: str) -> Deferred[list[str]]:
-        """C{LIST CMD}: instant command names."""
-        return self._list(("CMD", ups), R.column("CMD", 2))
-
-    def list_client(self, ups: str) -> Deferred[list[str]]:
-        """C{LIST CLIENT}: addresses of the clients logged in to C{ups}."""
-        return self._list(("CLIENT", ups), R.column("CLIENT", 2))
-
-    def list_enum(self, ups: str, var: str) -> Deferred[list[str]]:
-        """C{LIST ENUM}: the accepted values."""
-        return self._list(("ENUM", ups, var), R.column("ENUM", 3))
-
-    def list_range(self, ups: str, var: str) -> Deferred[list[tuple[str, str]]]:
-        """C{LIST RANGE}: C{(min, max)} pairs as sent."""
-        return self._list(("RANGE", ups, var), R.ranges)
-
-    def set_var(self, ups: str, var: str, value: str) -> Deferred[Optional[str]]:
-        """
-        C{SET VAR}, the value always quoted and escaped (as upsrw does).
-
-        @return: fires with the tracking id, or L{None} if tracking is off.
-        """
-        line = _join("SET", "VAR", ups, var) + " " + quote(_check_word(value))
-        return self._send(line, R.tracking_id)
-
-    def set_tracking(self, enabled: bool) -> Deferred[None]:
-        """C{SET TRACKING ON|OFF}."""
-        return self._send("SET TRACKING " + ("ON" if enabled else "OFF"), R.ok)
-
-    def instcmd(self, ups: str, cmd: str, param: Optional[str] = None) -> Deferred[Optional[str]]:
-        """
-        C{INSTCMD <ups> <cmd> [<param>]}.
-
-        @return: fires with the tracking id, or L{None} if tracking is off.
-        """
-        words = ("INSTCMD", ups, cmd) if param is None else ("INSTCMD", ups, cmd, param)
-        return self._send(_join(*words), R.tracking_id)
 
 
 def _redact(line: str) -> str:

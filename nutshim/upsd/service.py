@@ -166,6 +166,20 @@ def demo_section() -> UpsSection:
     )
 
 
+def allow_no_device(config: Config, environ: Optional[Dict[str, str]] = None) -> bool:
+    """
+    ALLOW_NO_DEVICE from upsd.conf, overridden by the environment as in NUT.
+    """
+    value = (os.environ if environ is None else environ).get("ALLOW_NO_DEVICE")
+    if value is not None:
+        word = value.strip().lower()
+        if word in ("true", "on", "yes") or (word.isdigit() and int(word) != 0):
+            return True
+        if word in ("false", "off", "no") or word.isdigit():
+            return False
+    return config.upsd.allow_no_device
+
+
 class UpsdService(MultiService):
     """
     nut-upsd: owns the registry, the engine, the drivers and the listeners.
@@ -211,7 +225,7 @@ class UpsdService(MultiService):
 
     def _sections(self, config: Config) -> List[UpsSection]:
         sections = list(config.ups.sections) if config.ups is not None else []
-        if not sections and not config.upsd.allow_no_device:
+        if not sections and not allow_no_device(config):
             self.demo = True
             return [demo_section()]
         self.demo = False
