@@ -17,7 +17,7 @@ nor touches the file system, so the driver decides what to do with both.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from nutshim.protocol._tokenizer import ParseError, tokenize_file
@@ -57,11 +57,14 @@ class Set:
     """
     C{<var>: <value…>}: set a variable (delete it if C{value} is empty;
     C{ups.status} is rebuilt from its words instead and never deleted).
+
+    Statements compare equal regardless of their line numbers, so that
+    moving lines around does not count as a change of declarations.
     """
 
     var: str
     value: str
-    lineno: int = 0
+    lineno: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class Timer:
     """
 
     seconds: int
-    lineno: int = 0
+    lineno: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class TypeDecl:
     rw: bool
     string: bool
     aux: int
-    lineno: int = 0
+    lineno: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ class EnumDecl:
 
     var: str
     values: Tuple[str, ...]
-    lineno: int = 0
+    lineno: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class RangeDecl:
     var: str
     low: int
     high: int
-    lineno: int = 0
+    lineno: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class CommandDecl:
 
     name: str
     effect: Optional[Set]
-    lineno: int = 0
+    lineno: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,10 @@ DEMO_SEQ = sample_path("demo.seq")
 
 
 class _Call(Protocol):
+    """
+    What is used of L{IDelayedCall}.
+    """
+
     def active(self) -> bool: ...
 
     def cancel(self) -> None: ...

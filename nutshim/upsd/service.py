@@ -273,7 +273,7 @@ class UpsdService(MultiService):
     def startService(self) -> None:
         super().startService()
         for warning in self.config.warnings:
-            log.warn("{warning}", warning=str(warning))
+            log.warn("{problem}", problem=str(warning))
         if self.demo:
             log.info(
                 "No UPS configured in {confdir}: serving the simulated demo UPS"
@@ -340,7 +340,7 @@ class UpsdService(MultiService):
             log.error("Reload failed, keeping the running configuration: {error}", error=str(e))
             return False
         for warning in new.warnings:
-            log.warn("{warning}", warning=str(warning))
+            log.warn("{problem}", problem=str(warning))
         self.config = new
         self._apply_settings(new)
         wanted = {s.name.lower(): s for s in sections}
