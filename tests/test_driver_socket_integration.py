@@ -165,7 +165,8 @@ class SocketDriverAgainstDummyUpsTests(TestCase):
         """
         box = NutSandbox(self)
         box.write("ups.conf", "[dummy]\n\tdriver = dummy-ups\n\tport = test.dev\n")
-        dev = box.write("test.dev", 'ups.status: OL\ndevice.model: "Smart UPS 1500"\n'
+        # dummy-ups copies ups.model to device.model.
+        dev = box.write("test.dev", 'ups.status: OL\nups.model: "Smart UPS 1500"\n'
                                     "battery.charge: 90\n")
         proc = box.spawn("dummy", [DUMMY_UPS, "-a", "dummy", "-u", user(), "-F"])
         await wait_for("the dummy-ups socket",
@@ -198,7 +199,7 @@ class SocketDriverAgainstDummyUpsTests(TestCase):
 
         # dummy-ups re-reads a .dev file when it changes.
         with open(dev, "w") as f:
-            f.write('ups.status: OB LB\ndevice.model: "Smart UPS 1500"\nbattery.charge: 9\n')
+            f.write('ups.status: OB LB\nups.model: "Smart UPS 1500"\nbattery.charge: 9\n')
         await wait_for("the live update", lambda: value("ups.status") == "OB LB")
 
         box.kill(proc)
@@ -227,7 +228,7 @@ class NutshimDriverUnderNutUpsdTests(TestCase):
         port = free_port()
         box.write("ups.conf", '[sim]\n\tdriver = nutshim-sim\n\tport = sim.dev\n'
                               '\tdesc = "nutshim simulation"\n')
-        box.write("sim.dev", 'ups.status: OL\ndevice.model: "Sim 1000"\nbattery.charge: 100\n'
+        box.write("sim.dev", 'ups.status: OL\nups.model: "Sim 1000"\nbattery.charge: 100\n'
                              "RANGE battery.charge 0 100\n"
                              "CMD beeper.enable ups.beeper.status: enabled\n")
         box.write("upsd.conf", "LISTEN 127.0.0.1 %d\n" % (port,))

@@ -15,7 +15,7 @@ in-memory server.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, List, Optional, TextIO, Tuple
 
 from twisted.internet.task import deferLater
@@ -24,7 +24,8 @@ from nutshim.client.errors import NUTError
 from nutshim.client.protocol import NUTClientProtocol
 from nutshim.protocol import NutError
 
-__all__ = ["Env", "Fatal", "split_name", "split_addr", "upsc", "upscmd", "upsrw", "UUID_LENGTH"]
+__all__ = ["Env", "Fatal", "connect", "split_name", "split_addr", "upsc", "upscmd",
+           "upscmd_list", "upsrw_set", "upsrw_list", "UUID_LENGTH"]
 
 #: NUT's default port.
 PORT = 3493
@@ -51,6 +52,7 @@ class Env:
     @ivar connect: opens a ready connection to C{(host, port)}.
     @ivar describe: libupsclient's text for an exception (C{upscli_strerror}).
     @ivar login_name: the local user name, for the username prompt.
+    @ivar opened: the connections opened, for the caller to close.
     """
 
     out: TextIO
@@ -61,6 +63,7 @@ class Env:
     connect: Callable[[str, int], Awaitable[NUTClientProtocol]]
     describe: Callable[[BaseException], str]
     login_name: Optional[str] = None
+    opened: List[NUTClientProtocol] = field(default_factory=list)
 
     def print(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -116,11 +119,16 @@ def split_name(text: Optional[str], env: Env) -> Optional[Tuple[str, str, int]]:
     return None if addr is None else (ups, addr[0], addr[1])
 
 
-async def _connect(env: Env, host: str, port: int) -> NUTClientProtocol:
+async def connect(env: Env, host: str, port: int) -> NUTClientProtocol:
+    """
+    Open a connection (recorded in C{env.opened}); failures are fatal.
+    """
     try:
-        return await env.connect(host, port)
+        proto = await env.connect(host, port)
     except Exception as e:
         raise Fatal("Error: " + env.describe(e)) from None
+    env.opened.append(proto)
+    return proto
 
 
 def _too_old(e: Exception, env: Env) -> Fatal:
@@ -133,29 +141,27 @@ def _too_old(e: Exception, env: Env) -> Fatal:
 
 
 async def upsc(env: Env, varlist: bool, verbose: bool, clientlist: bool,
-               args: List[str]) -> NUTClientProtocol:
+               args: List[str]) -> None:
     """
     C{upsc -l|-L [host[:port]]}, C{upsc -c ups}, C{upsc ups [var]}.
-
-    @return: the connection, for the caller to close.
     """
     if varlist:
         addr = split_addr(args[0] if args else "localhost", env)
         if addr is None:
             raise Fatal("Error: invalid hostname.\nRequired format: [hostname[:port]]")
-        proto = await _connect(env, *addr)
+        proto = await connect(env, *addr)
         try:
             upses = await proto.list_ups()
         except Exception as e:
             raise _too_old(e, env)
         for name, desc in upses.items():
             env.print(f"{name}: {desc}" if verbose else name)
-        return proto
+        return
     target = split_name(args[0] if args else None, env)
     if target is None:
         raise Fatal("Error: invalid UPS definition.\nRequired format: upsname[@hostname[:port]]")
     ups, host, port = target
-    proto = await _connect(env, host, port)
+    proto = await connect(env, host, port)
     if clientlist:
         try:
             clients = await proto.list_client(ups)
@@ -180,7 +186,6 @@ async def upsc(env: Env, varlist: bool, verbose: bool, clientlist: bool,
             raise _too_old(e, env)
         for name, value in variables.items():
             env.print(f"{name}: {value}")
-    return proto
 
 
 # -- credentials and tracking (upscmd, upsrw) ---------------------------------

@@ -424,7 +424,7 @@ class Invalid(Request):
         login checks NUT makes before looking at arguments.
     """
 
-    verb: str  # type: ignore[misc]
+    verb: str
     error: NutError = NutError.INVALID_ARGUMENT
 
     def words(self) -> Tuple[str, ...]:

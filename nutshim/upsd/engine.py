@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Callable, Dict, Optional, Protocol, Tuple, Type
+from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple, Type
 
 from nutshim import __version__
 from nutshim.protocol import commands as c
@@ -27,7 +27,7 @@ from nutshim.protocol.replies import list_block
 from nutshim.upsd.registry import Registry, Session, UpsEntry
 from nutshim.upsd.tracking import TrackingTable
 
-__all__ = ["Action", "Engine", "Reply", "ServerInfo", "IUsers", "IDescriptions"]
+__all__ = ["Action", "Engine", "Reply", "ServerInfo", "IUser", "IUsers", "IDescriptions"]
 
 PROTOCOL_VERSION = "1.3"
 HELP_TEXT = b"Commands: HELP VER GET LIST SET INSTCMD LOGIN LOGOUT USERNAME PASSWORD STARTTLS\n"
@@ -53,14 +53,32 @@ class Action(enum.Enum):
 Reply = Tuple[bytes, Action]
 
 
+class IUser(Protocol):
+    """
+    One upsd.users user (L{nutshim.config.User}).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def may(self, action: str) -> bool: ...
+
+    def may_instcmd(self, cmd: str) -> bool: ...
+
+
 class IUsers(Protocol):
     """
     What the engine needs of upsd.users (L{nutshim.config.Users}).
     """
 
+    @property
+    def users(self) -> Mapping[str, IUser]: ...
+
     def check_action(self, username: Optional[str], password: Optional[str], action: str) -> bool: ...
 
     def check_instcmd(self, username: Optional[str], password: Optional[str], cmd: str) -> bool: ...
+
+    def user_for_certificate(self, cn: str, fingerprint: str) -> Optional[IUser]: ...
 
 
 class IDescriptions(Protocol):
@@ -170,7 +188,7 @@ class Engine:
             request, PLAINTEXT_ALLOWED
         ):
             return NutError.TLS_NOT_ENABLED.line, Action.NONE
-        if request.verb in c.USER_VERBS:
+        if request.verb in c.USER_VERBS and self._certificate_user(session) is None:
             if session.username is None:
                 return NutError.USERNAME_REQUIRED.line, Action.NONE
             if session.password is None:
@@ -202,7 +220,31 @@ class Engine:
             raise _Fail(NutError.DATA_STALE)
         return entry
 
+    def _certificate_user(self, session: Session) -> Optional[IUser]:
+        """
+        The user a verified TLS client certificate authenticates this
+        session as, in place of USERNAME/PASSWORD.
+
+        The rule: the certificate maps to user U (upsd.users
+        C{certificate = CN|sha256:HEX}, set on the session after the
+        handshake as C{cert_user}), and the session sent either no
+        USERNAME or C{USERNAME U}, and no PASSWORD.  A PASSWORD, or a
+        USERNAME naming someone else, means the client chose password
+        authentication: it is checked as usual and never overridden by
+        the certificate (a wrong password stays wrong).  U's rights come
+        from the current upsd.users, so a reload applies to them.
+        """
+        name = session.cert_user
+        if name is None or not session.tls or session.password is not None:
+            return None
+        if session.username is not None and session.username != name:
+            return None
+        return self.users.users.get(name)
+
     def _allowed(self, session: Session, action: str) -> bool:
+        user = self._certificate_user(session)
+        if user is not None:
+            return user.may(action)
         return self.users.check_action(session.username, session.password, action)
 
     # Simple commands.
@@ -447,7 +489,12 @@ class Engine:
         entry = self._available(req.ups)
         if not entry.driver.state.has_command(req.cmd):
             return NutError.CMD_NOT_SUPPORTED.line, Action.NONE
-        if not self.users.check_instcmd(session.username, session.password, req.cmd):
+        user = self._certificate_user(session)
+        if user is not None:
+            permitted = user.may_instcmd(req.cmd)
+        else:
+            permitted = self.users.check_instcmd(session.username, session.password, req.cmd)
+        if not permitted:
             return NutError.ACCESS_DENIED.line, Action.NONE
         tid = self.tracking.new() if session.tracking else None
         if not entry.driver.instcmd(req.cmd, req.param, tid):

@@ -10,7 +10,12 @@ The parts NUT gets wrong are fixed here, at the transport:
    bounded by the transport's buffer and nobody else waits;
  - request lines have a length cap with a clear error;
  - after C{OK STARTTLS} the line buffer is cleared before anything else is
-   parsed: plaintext pipelined behind STARTTLS never runs inside TLS.
+   parsed: plaintext pipelined behind STARTTLS never runs inside TLS;
+ - the TLS handshake is asynchronous and has its own deadline (NUT's is
+   blocking, so one client that goes quiet after C{OK STARTTLS} freezes
+   every other client); a failure is logged with the peer and the reason;
+ - a verified client certificate names the session (C{tls_identity}) and,
+   through upsd.users' C{certificate} lines, its user (C{cert_user}).
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Callable, List, Optional
 
-from twisted.internet.interfaces import IAddress, ITCPTransport
+from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener, ITCPTransport
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
 from nutshim.protocol import ParseError, RequestTokenizer, parse_request
 from nutshim.protocol.errors import NutError
+from nutshim.tls import PeerIdentity, describe_handshake_failure, negotiated, peer_identity
 from nutshim.upsd.engine import Action, Engine
 from nutshim.upsd.registry import Session
 
@@ -54,12 +61,15 @@ def is_loopback(ip: str) -> bool:
     return addr.is_loopback
 
 
+@implementer(IHandshakeListener)
 class UpsdProtocol(LineReceiver, TimeoutMixin):
     """
     A client of upsd.
 
-    @ivar factory: provides C{engine}, C{idle_timeout}, C{max_line},
-        C{tls_required_for(session)}, C{tls_options()}, C{connection_closed}.
+    @ivar factory: provides C{engine}, C{clock}, C{idle_timeout},
+        C{max_line}, C{tls_required_for(session)}, C{tls_options()},
+        C{tls_handshake_timeout}, C{connection_closed}.
+    @ivar peer: the verified client certificate, once TLS is up.
     """
 
     delimiter = b"\n"
@@ -73,7 +83,11 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         self._close_pending = False
         self._discarding = False
         self._rest = b""
-        self._tls_starting = False
+        #: None (plaintext), "handshaking", "up" or "failed".
+        self._tls_state: Optional[str] = None
+        self._tls_minimum = "1.3"
+        self._handshake_timer: Optional[IDelayedCall] = None
+        self.peer: Optional[PeerIdentity] = None
 
     # Connection life.
 
@@ -97,6 +111,19 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.setTimeout(None)
+        self._cancel_handshake_timer()
+        if self._tls_state == "handshaking":
+            log.warn(
+                "TLS handshake with {address} failed: {why}",
+                address=self.session.address,
+                why=describe_handshake_failure(reason, self.transport, self._tls_minimum),
+            )
+        elif self._tls_state == "up":
+            log.info(
+                "TLS client {address} ({who}) disconnected",
+                address=self.session.address,
+                who=self._who(),
+            )
         self.factory.engine.registry.close(self.session)
         self.factory.connection_closed(self)
 
@@ -170,13 +197,20 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         """
         Reply already written; now switch the transport and drop whatever
         plaintext followed the STARTTLS line.
+
+        From here on the session counts as TLS (a second STARTTLS is
+        refused and no plaintext is ever parsed again); the handshake runs
+        while other clients are served, and must finish within
+        C{factory.tls_handshake_timeout} seconds.
         """
-        self.transport.startTLS(self.factory.tls_options())
+        options = self.factory.tls_options()
+        self._tls_minimum = getattr(options, "minimum_version", "1.3")
+        self.session.tls = True
         dropped = self.clearLineBuffer()
         self._rest = b""
         self._tokenizer.reset()
-        self.session.tls = True
         if dropped:
+            self._tls_state = "failed"
             log.warn(
                 "Client {address} pipelined {n} plaintext bytes after STARTTLS:"
                 " discarded and disconnected",
@@ -184,3 +218,75 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
                 n=len(dropped),
             )
             self.transport.abortConnection()
+            return
+        try:
+            self.transport.startTLS(options)
+        except Exception:
+            self._tls_state = "failed"
+            log.failure("Cannot start TLS for {address}", address=self.session.address)
+            self.transport.abortConnection()
+            return
+        self._tls_state = "handshaking"
+        self._handshake_timer = self.factory.clock.callLater(
+            self.factory.tls_handshake_timeout, self._handshake_timed_out
+        )
+
+    def _cancel_handshake_timer(self) -> None:
+        timer, self._handshake_timer = self._handshake_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        if self._tls_state != "handshaking":
+            return
+        self._tls_state = "failed"
+        log.warn(
+            "TLS handshake with {address} not finished after {seconds} s: disconnected",
+            address=self.session.address,
+            seconds=self.factory.tls_handshake_timeout,
+        )
+        self.transport.abortConnection()
+
+    def handshakeCompleted(self) -> None:
+        """
+        L{IHandshakeListener}: TLS is up.  Note the verified client
+        certificate and the user it maps to, and say so in the log.
+        """
+        if self._tls_state != "handshaking":
+            return  # renegotiation is disabled; only the first one counts
+        self._cancel_handshake_timer()
+        self._tls_state = "up"
+        self.resetTimeout()
+        self.peer = peer_identity(self.transport)
+        self.map_certificate()
+        log.info(
+            "Client {address} is on TLS ({tls}); {who}",
+            address=self.session.address,
+            tls=negotiated(self.transport),
+            who=self._who(),
+        )
+
+    def map_certificate(self) -> None:
+        """
+        Set C{session.tls_identity} and C{session.cert_user} from the
+        verified certificate and the I{current} upsd.users (called again
+        after a reload, so a removed C{certificate} line takes effect).
+        """
+        peer = self.peer
+        if peer is None:
+            self.session.tls_identity = None
+            self.session.cert_user = None
+            return
+        self.session.tls_identity = peer.name
+        user = self.factory.engine.users.user_for_certificate(peer.cn or "", peer.fingerprint)
+        self.session.cert_user = user.name if user is not None else None
+
+    def _who(self) -> str:
+        peer = self.peer
+        if peer is None:
+            return "no client certificate"
+        text = f"client certificate {peer.subject} ({peer.fingerprint})"
+        if self.session.cert_user is not None:
+            return text + f" = upsd.users user {self.session.cert_user}"
+        return text + ", not mapped to a user"

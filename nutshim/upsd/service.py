@@ -79,6 +79,8 @@ class _Refused(Protocol):
     Past MAXCONN: close at once, so the client sees EOF instead of a hang.
     """
 
+    transport: Any
+
     def connectionMade(self) -> None:
         self.transport.loseConnection()
 
@@ -293,7 +295,8 @@ class UpsdService(MultiService):
         ports, self.ports = self.ports, {}
         waits = [d for d in (p.stopListening() for p in ports.values()) if d is not None]
         for proto in list(self.factory.protocols.values()):
-            proto.transport.loseConnection()
+            if proto.transport is not None:
+                proto.transport.loseConnection()
         d: Deferred[Any] = DeferredList(waits) if waits else Deferred()
         if not waits:
             d.callback(None)
@@ -388,5 +391,5 @@ class UpsdService(MultiService):
         self._stop_driver(entry)
         self.registry.remove(entry)
         for proto in list(self.factory.protocols.values()):
-            if proto.session.login is entry:
+            if proto.session.login is entry and proto.transport is not None:
                 proto.transport.loseConnection()
