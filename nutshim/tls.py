@@ -32,6 +32,7 @@ verification, never names anyone.
 from __future__ import annotations
 
 import os
+import stat
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,7 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
-from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -77,6 +78,10 @@ DEFAULT_HANDSHAKE_TIMEOUT = 10
 EXPIRY_WARNING = timedelta(days=30)
 
 _VERSIONS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
+
+#: TLS 1.2 suites when TLS_MIN_VERSION 1.2 lets them in: forward secrecy and
+#: AEAD only (TLS 1.3's suites are all of that kind and are not affected).
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 #: OpenSSL's X.509 verification codes that a misconfigured client runs into,
 #: in words an administrator can act on (stable values from x509_vfy.h).
@@ -172,6 +177,14 @@ def _load_certfile(path: str, password: Optional[str]) -> Bundle:
             " (make one with: nutshim-pki server NAME)",
         )
     data = _read(path, "CERTFILE")
+    try:
+        if os.stat(path).st_mode & stat.S_IROTH:
+            log.warn(
+                "CERTFILE {file} holds the private key and is world readable: chmod 600 it",
+                file=path,
+            )
+    except OSError:
+        pass
     if any(marker in data for marker in _ENCRYPTED_MARKERS):
         if password is None:
             raise ConfigError(
@@ -298,6 +311,7 @@ class ServerTLSOptions(CertificateOptions):
             certificate=bundle.certificates[0],  # type: ignore[arg-type]
             extraCertChain=list(bundle.certificates[1:]),  # type: ignore[arg-type]
             raiseMinimumTo=_VERSIONS[minimum_version],
+            acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(TLS12_CIPHERS),
         )
         self.certfile = certfile
         self.leaf = bundle.certificates[0]
@@ -502,16 +516,18 @@ def peer_identity(transport: Any) -> Optional[PeerIdentity]:
 
 def negotiated(transport: Any) -> str:
     """
-    The protocol version and cipher of a finished handshake, for the log
-    (C{"TLSv1.3 TLS_AES_256_GCM_SHA384"}).
+    The protocol version, cipher and key-exchange group of a finished
+    handshake, for the log (C{"TLSv1.3 TLS_AES_256_GCM_SHA384 X25519"}).
     """
     conn = _handle(transport)
     if conn is None:
         return "TLS"
     try:
-        return f"{conn.get_protocol_version_name()} {conn.get_cipher_name()}"
+        text = f"{conn.get_protocol_version_name()} {conn.get_cipher_name()}"
+        group = getattr(conn, "get_group_name", lambda: None)()
     except Exception:
         return "TLS"
+    return f"{text} {group}" if group else text
 
 
 def _ssl_reasons(error: BaseException) -> str:

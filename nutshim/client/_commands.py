@@ -10,7 +10,7 @@ is tried first and the legacy one on the error NUT 2.8 gives for it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, TypeVar
+from typing import Callable, List, Optional, Sequence, TypeVar, Union, overload
 
 from twisted.internet.defer import Deferred
 
@@ -146,7 +146,13 @@ class NUTCommands:
             NutError.INVALID_ARGUMENT, NutError.UNKNOWN_COMMAND,
         )
 
-    def get_tracking(self, id: Optional[str] = None) -> Deferred[Any]:
+    @overload
+    def get_tracking(self, id: None = None) -> Deferred[bool]: ...
+
+    @overload
+    def get_tracking(self, id: str) -> Deferred[str]: ...
+
+    def get_tracking(self, id: Optional[str] = None) -> Union[Deferred[bool], Deferred[str]]:
         """
         C{GET TRACKING}: without an id, whether tracking is on (C{bool});
         with one, the status line: C{PENDING}, C{SUCCESS}, C{ERR UNKNOWN},

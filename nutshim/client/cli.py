@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
 from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet import error as netError
 from twisted.internet.defer import Deferred
 
@@ -102,6 +103,8 @@ def describe(e: BaseException) -> str:
     if isinstance(e, SSL.Error):
         reasons = [r[-1] for r in (e.args[0] if e.args else []) if isinstance(r, tuple)]
         return "SSL error: " + (", ".join(reasons) or "handshake failed")
+    if isinstance(e, VerificationError):
+        return "SSL error: the server certificate does not name this server"
     if isinstance(e, TLSTrustNotConfigured):
         return (f"{e}: give --cafile or --pin to verify it, or --insecure "
                 "to encrypt without verifying")
@@ -121,7 +124,7 @@ def _uint(text: str) -> int:
     return int(text)
 
 
-def parse(tool: str, argv: Sequence[str], err: Any) -> Options:
+def parse(tool: str, argv: Sequence[str], out: Any, err: Any) -> Options:
     """
     Parse one tool's arguments as NUT's getopt does (C{+} mode).
 
@@ -133,14 +136,14 @@ def parse(tool: str, argv: Sequence[str], err: Any) -> Options:
         pairs, args = getopt.getopt(list(argv), _SHORT[tool], _LONG)
     except getopt.GetoptError as e:
         err.write(f"{tool}: {e.msg}\n")
-        raise _Exit(usage(tool, sys.stdout, 0))
+        raise _Exit(usage(tool, out, 0))
     tls: dict[str, Any] = {}
     no_tls = False
     for flag, value in pairs:
         if flag in ("-h", "--help"):
-            raise _Exit(usage(tool, sys.stdout, 0))
+            raise _Exit(usage(tool, out, 0))
         if flag == "-V":
-            sys.stdout.write(f"Network UPS Tools {tool} (nutshim-client {__version__})\n")
+            out.write(f"Network UPS Tools {tool} (nutshim-client {__version__})\n")
             raise _Exit(0)
         if flag == "-l":
             if opts.setvar is not None:
@@ -165,7 +168,10 @@ def parse(tool: str, argv: Sequence[str], err: Any) -> Options:
             try:
                 opts.timeout = float(value)
             except ValueError:
-                raise T.Fatal(f"Error: --timeout needs a number of seconds, not {value!r}")
+                opts.timeout = 0
+            if not opts.timeout > 0:
+                raise T.Fatal(f"Error: --timeout needs a positive number of seconds, "
+                              f"not {value!r}")
         elif flag == "--no-tls":
             no_tls = True
         elif flag == "--tls":
@@ -238,13 +244,19 @@ def make_env(reactor: Any, opts: Options) -> T.Env:
     The real world: the reactor, the standard streams, the terminal.
     """
 
-    def open_connection(host: str, port: int) -> Deferred[NUTClientProtocol]:
-        return connect(reactor, host, port, tls=opts.tls, require_tls=opts.require_tls,
-                       timeout=opts.timeout)
+    async def open_connection(host: str, port: int) -> NUTClientProtocol:
+        proto = await connect(reactor, host, port, tls=opts.tls,
+                              require_tls=opts.require_tls, timeout=opts.timeout)
+        tls = opts.tls
+        if tls is not None and (tls.cafile or tls.pin) and not proto.tls_active:
+            env.warn(f"Warning: {host} has no TLS; continuing in plaintext "
+                     "(--tls refuses that)")
+        return proto
 
-    return T.Env(out=sys.stdout, err=sys.stderr, stdin=sys.stdin, getpass=getpass.getpass,
-                 clock=reactor, connect=open_connection, describe=describe,
-                 login_name=_login_name())
+    env = T.Env(out=sys.stdout, err=sys.stderr, stdin=sys.stdin, getpass=getpass.getpass,
+                clock=reactor, connect=open_connection, describe=describe,
+                login_name=_login_name())
+    return env
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -266,7 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "Run 'nutshim-client <tool> -h' for a tool's options.\n")
         return 0 if out is sys.stdout else 2
     try:
-        opts = parse(argv[0], argv[1:], sys.stderr)
+        opts = parse(argv[0], argv[1:], sys.stdout, sys.stderr)
     except _Exit as e:
         return e.status
     except T.Fatal as e:

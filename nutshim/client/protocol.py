@@ -168,11 +168,10 @@ class NUTClientProtocol(NUTCommands, LineReceiver):
         held, self._held = self._held, []
         for pending in held:
             if pending.credential and self.require_tls and not self.tls_active:
-                pending.deferred.errback(
-                    PlaintextCredentialsRefused(pending.line.split()[0])
-                )
+                _fire(pending, Failure(PlaintextCredentialsRefused(  # type: ignore[no-untyped-call]
+                    pending.line.split()[0])))
             elif self._failure is not None:
-                pending.deferred.errback(self._failure)
+                _fire(pending, self._failure)
             else:
                 self._write(pending)
 
@@ -190,7 +189,7 @@ class NUTClientProtocol(NUTCommands, LineReceiver):
         self._held = []
         for pending in pending_all:
             self._stop_timer(pending)
-            pending.deferred.errback(failure)
+            _fire(pending, failure)
 
     def _abort(self, error: Exception) -> None:
         """
@@ -211,14 +210,13 @@ class NUTClientProtocol(NUTCommands, LineReceiver):
     def _finish(self, pending: _Pending, result: Any) -> None:
         self._queue.popleft()
         self._stop_timer(pending)
-        pending.deferred.callback(result)
+        _fire(pending, result)
 
     def _error(self, pending: _Pending, words: Optional[Words], line: str) -> None:
         self._queue.popleft()
         self._stop_timer(pending)
-        pending.deferred.errback(
-            error_from_words(words or line.split(), line, _redact(pending.line))
-        )
+        error = error_from_words(words or line.split(), line, _redact(pending.line))
+        _fire(pending, Failure(error))  # type: ignore[no-untyped-call]
 
     # -- LineReceiver -----------------------------------------------------
 
@@ -245,6 +243,10 @@ class NUTClientProtocol(NUTCommands, LineReceiver):
                 self._finish(pending, pending.parse(line, words))
         except ProtocolError as e:
             self._abort(e)
+        except Exception as e:
+            # A reply our parsers choke on: as unsafe to go on as a mismatch.
+            self.log.failure("Unparsable NUT reply {line!r}", line=line)
+            self._abort(ProtocolError(f"unparsable reply {line!r}: {e}"))
 
     def _list_line(self, pending: _Pending, line: str, words: Optional[Words],
                    is_err: bool) -> None:
@@ -319,6 +321,8 @@ class NUTClientProtocol(NUTCommands, LineReceiver):
         """
         if self.tls_active or self._holding:
             return fail(NUTClientError("STARTTLS already done or in progress"))
+        if options is not None and not ITLSTransport.providedBy(self.transport):
+            return fail(NUTClientError("this transport cannot start TLS"))
         d: Deferred[None] = Deferred()
         result = self._submit(_Pending("STARTTLS", _Kind.STARTTLS, d, lambda *a: None,
                                        options=options))
@@ -336,17 +340,17 @@ class NUTClientProtocol(NUTCommands, LineReceiver):
             return
         if not line.startswith("OK STARTTLS"):
             raise ProtocolError(f"unexpected reply to STARTTLS: {line!r}")
+        if pending.options is not None and not ITLSTransport.providedBy(self.transport):
+            raise ProtocolError("this transport cannot start TLS")
         self._queue.popleft()
         self._stop_timer(pending)
         if pending.options is None:
             err = TLSTrustNotConfigured(
                 "the server offers STARTTLS but no CA file or pin was given"
             )
-            pending.deferred.errback(err)
+            _fire(pending, Failure(err))  # type: ignore[no-untyped-call]
             self._abort(err)
             return
-        if not ITLSTransport.providedBy(self.transport):
-            raise ProtocolError("this transport cannot start TLS")
         # Whatever arrived in plaintext after OK STARTTLS is not ours to read.
         self.clearLineBuffer()  # type: ignore[no-untyped-call]
         self._transport().startTLS(pending.options)
@@ -356,12 +360,25 @@ class NUTClientProtocol(NUTCommands, LineReceiver):
 
         def confirmed(result: object) -> None:
             if isinstance(result, Failure) and not isinstance(result.value, NUTError):
-                pending.deferred.errback(result)
+                _fire(pending, result)
             else:
-                pending.deferred.callback(None)
+                _fire(pending, None)
 
         confirm.addBoth(confirmed)
         self._release()
+
+
+def _fire(pending: _Pending, result: object) -> None:
+    """
+    Fire a request's L{Deferred} (a L{Failure} errbacks), unless the caller
+    cancelled it: its reply is still read, so that the next request gets the
+    next reply, and then dropped.
+    """
+    if not pending.deferred.called:
+        if isinstance(result, Failure):
+            pending.deferred.errback(result)
+        else:
+            pending.deferred.callback(result)
 
 
 def _redact(line: str) -> str:

@@ -33,6 +33,8 @@ values raise L{ConfigError} since there is no NUT behaviour to preserve):
  - C{MAXLINE <bytes>}: the longest request line accepted (default 4096,
    512 to 1048576), so a client cannot make the daemon buffer forever.
  - C{TLS_MIN_VERSION 1.2|1.3}: the oldest TLS offered (default 1.3).
+ - C{TLS_HANDSHAKE_TIMEOUT <seconds>}: how long a client may take to finish
+   the TLS handshake after C{OK STARTTLS} (default 10, 1 to 300).
  - C{TLS_REQUIRED off|remote|all}: refuse commands other than C{STARTTLS}
    before TLS, from nobody, from non-loopback clients, or from everybody.
    Unset means C{remote} when C{CERTFILE} is set, else C{off}: see
@@ -69,6 +71,7 @@ _CERTREQUEST = {"no": 0, "request": 1, "require": 2}
 _TLS_REQUIRED = ("off", "remote", "all")
 _TLS_VERSIONS = ("1.2", "1.3")
 MIN_MAXLINE = 512
+MAX_HANDSHAKE_TIMEOUT = 300
 MAX_MAXLINE = 1048576
 
 
@@ -119,6 +122,7 @@ class UpsdConf:
     idle_timeout: int = 60
     maxline: int = 4096
     tls_min_version: str = "1.3"
+    tls_handshake_timeout: int = 10
     tls_required: Optional[str] = None
     cmdvartab: Optional[str] = None
     warnings: tuple[ConfigWarning, ...] = ()
@@ -295,6 +299,14 @@ class _Parser:
             raise self.fail("TLS_MIN_VERSION must be 1.2 or 1.3, not %r" % (value,))
         self.fields["tls_min_version"] = value
 
+    def tls_handshake_timeout(self, value: str) -> None:
+        if not _NUMBER.match(value) or not 1 <= int(value) <= MAX_HANDSHAKE_TIMEOUT:
+            raise self.fail(
+                "TLS_HANDSHAKE_TIMEOUT must be a whole number of seconds from 1 to %d, not %r"
+                % (MAX_HANDSHAKE_TIMEOUT, value)
+            )
+        self.fields["tls_handshake_timeout"] = int(value)
+
     def tls_required(self, value: str) -> None:
         if value.lower() not in _TLS_REQUIRED:
             raise self.fail("TLS_REQUIRED must be off, remote or all, not %r" % (value,))
@@ -310,6 +322,7 @@ _EXTENSIONS = {
     "IDLE_TIMEOUT": _Parser.idle_timeout,
     "MAXLINE": _Parser.maxline,
     "TLS_MIN_VERSION": _Parser.tls_min_version,
+    "TLS_HANDSHAKE_TIMEOUT": _Parser.tls_handshake_timeout,
     "TLS_REQUIRED": _Parser.tls_required,
     "CMDVARTAB": _Parser.cmdvartab,
 }

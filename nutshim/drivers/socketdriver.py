@@ -77,6 +77,8 @@ class _DriverLineProtocol(LineReceiver):
 
 
 class _DriverFactory(Factory):
+    noisy = False
+
     def __init__(self, owner: SocketDriver) -> None:
         self.owner = owner
 

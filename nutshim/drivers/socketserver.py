@@ -113,6 +113,7 @@ class DriverSocketFactory(Factory):
     """
 
     log = Logger()
+    noisy = False
 
     #: Lines per second a client may send, sustained, and in one burst.
     FLOOD_RATE = 200.0

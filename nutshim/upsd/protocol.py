@@ -76,6 +76,9 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
     MAX_LENGTH = 4096
 
     factory: Any
+    #: Twisted types it as ITransport; the TCP/TLS transports we get also
+    #: provide ITCPTransport, ITLSTransport and abortConnection.
+    transport: Any
     session: Session
 
     def __init__(self) -> None:
@@ -94,7 +97,7 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
     def connectionMade(self) -> None:
         # TimeoutMixin's timers run on the factory's clock, not the global
         # reactor, so tests drive them with task.Clock.
-        self.callLater = self.factory.clock.callLater
+        self.callLater = self.factory.clock.callLater  # type: ignore[method-assign]
         ip = peer_ip(self.transport.getPeer())
         self.session = Session(ip, is_loopback(ip))
         self.session.tls_required = self.factory.tls_required_for(self.session)
@@ -117,12 +120,6 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
                 "TLS handshake with {address} failed: {why}",
                 address=self.session.address,
                 why=describe_handshake_failure(reason, self.transport, self._tls_minimum),
-            )
-        elif self._tls_state == "up":
-            log.info(
-                "TLS client {address} ({who}) disconnected",
-                address=self.session.address,
-                who=self._who(),
             )
         self.factory.engine.registry.close(self.session)
         self.factory.connection_closed(self)

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from nutshim.config import Config, ConfigError, load_config
 from nutshim.config.upsconf import UpsSection
 from nutshim.drivers.base import IDriver
+from nutshim.tls import DEFAULT_HANDSHAKE_TIMEOUT, ServerTLSOptions, server_tls_options
 from nutshim.upsd.engine import Engine
 from nutshim.upsd.protocol import UpsdProtocol
 from nutshim.upsd.registry import Registry, Session, UpsEntry
@@ -37,6 +38,8 @@ __all__ = ["UpsdService", "UpsdFactory", "listen_endpoints", "DEMO_UPS"]
 log = Logger()
 
 DEMO_UPS = "demo"
+#: Default of L{UpsdService}'s C{tls_options}: build them from the config.
+LOAD_TLS: Any = object()
 DEFAULT_PORT = 3493
 #: The kernel caps this at net.core.somaxconn; NUT's 16 makes bursts of
 #: connects wait for SYN retries.
@@ -99,7 +102,8 @@ class UpsdFactory(Factory):
         self.max_line = 4096
         self.maxconn: Optional[int] = None
         self.tls_mode = "off"
-        self.tls_context_factory: Any = None
+        self.tls_context_factory: Optional[ServerTLSOptions] = None
+        self.tls_handshake_timeout: float = float(DEFAULT_HANDSHAKE_TIMEOUT)
         self.protocols: Dict[int, UpsdProtocol] = {}
 
     def buildProtocol(self, addr: Any) -> Optional[Protocol]:
@@ -139,11 +143,14 @@ DriverBuilder = Callable[[UpsSection, Config, str, Any], IDriver]
 
 def default_driver_builder(section: UpsSection, config: Config, statepath: str, reactor: Any) -> IDriver:
     """
-    nutshim's own drivers run in-process; any other driver name is one of
+    nutshim's own drivers run in-process, unless the section says
+    C{nutshim-driver = external} (a C{nutshim-driver -a <ups>} process serves
+    the socket, which NUT's upsd may share); any other driver name is one of
     NUT's, reached through its socket in STATEPATH.
     """
     assert section.driver is not None and section.port is not None
-    if section.driver == "nutshim-sim":
+    external = section.options.get("nutshim-driver", "").lower() == "external"
+    if section.driver == "nutshim-sim" and not external:
         from nutshim.drivers.sim import make_sim_driver
 
         return make_sim_driver(section.name, section.options, config.confdir, reactor)
@@ -190,6 +197,10 @@ class UpsdService(MultiService):
     @param reactor: the reactor (injected for tests).
     @param listen_override: endpoint strings from C{--listen}; replace LISTEN.
     @param statepath_override: from C{--statepath}.
+    @param tls_options: the TLS settings the tap already built from
+        C{config} (so the certificate is read and checked once); by default
+        they are built here.
+    @raise ConfigError: if C{config}'s TLS settings are unusable.
     """
 
     def __init__(
@@ -200,6 +211,7 @@ class UpsdService(MultiService):
         statepath_override: Optional[str] = None,
         driver_builder: DriverBuilder = default_driver_builder,
         cmdvartab_override: Optional[str] = None,
+        tls_options: Any = LOAD_TLS,
     ) -> None:
         super().__init__()
         self.reactor = reactor
@@ -214,7 +226,9 @@ class UpsdService(MultiService):
         self.factory = UpsdFactory(self.engine, reactor)
         self.ports: Dict[str, IListeningPort] = {}
         self.demo = False
-        self._apply_settings(config)
+        if tls_options is LOAD_TLS:
+            tls_options = server_tls_options(config.upsd, config.confdir)
+        self._apply_settings(config, tls_options)
         for section in self._sections(config):
             self._add_ups(section, first=False)
 
@@ -233,7 +247,7 @@ class UpsdService(MultiService):
         self.demo = False
         return sections
 
-    def _apply_settings(self, config: Config) -> None:
+    def _apply_settings(self, config: Config, tls: Optional[ServerTLSOptions]) -> None:
         upsd = config.upsd
         self.factory.idle_timeout = float(upsd.idle_timeout)
         self.factory.max_line = upsd.maxline
@@ -241,6 +255,31 @@ class UpsdService(MultiService):
         self.tracking.delay = float(upsd.trackingdelay)
         self.engine.users = config.users
         self.engine.descriptions = config.cmdvartab
+        # TLS: new STARTTLS handshakes use the new context; sessions already
+        # on TLS keep theirs.  The TLS requirement and the certificate-to-
+        # user mapping are re-evaluated for every open session, so a
+        # stricter TLS_REQUIRED or a removed certificate line applies now.
+        self.engine.tls_available = tls is not None
+        self.factory.tls_context_factory = tls
+        self.factory.tls_mode = upsd.effective_tls_required
+        self.factory.tls_handshake_timeout = float(upsd.tls_handshake_timeout)
+        for proto in list(self.factory.protocols.values()):
+            session = getattr(proto, "session", None)
+            if session is None:
+                continue
+            session.tls_required = self.factory.tls_required_for(session)
+            proto.map_certificate()
+
+    def _log_tls(self) -> None:
+        tls = self.factory.tls_context_factory
+        if tls is None:
+            log.info("STARTTLS not configured (no CERTFILE): answered FEATURE-NOT-CONFIGURED")
+            return
+        log.info(
+            "STARTTLS: {description}; TLS required for {mode} clients",
+            description=tls.describe(),
+            mode={"off": "no", "remote": "non-loopback", "all": "all"}[self.factory.tls_mode],
+        )
 
     def _endpoints(self, config: Config) -> List[str]:
         if self.listen_override:
@@ -283,6 +322,7 @@ class UpsdService(MultiService):
                 confdir=self.config.confdir,
                 ups=DEMO_UPS,
             )
+        self._log_tls()
         for entry in self.registry:
             self._start_driver(entry)
         for endpoint in self._endpoints(self.config):
@@ -339,13 +379,15 @@ class UpsdService(MultiService):
             new = load_config(self.config.confdir, self.cmdvartab_override)
             sections = self._sections(new)
             endpoints = self._endpoints(new)
+            tls = server_tls_options(new.upsd, new.confdir)
         except ConfigError as e:
             log.error("Reload failed, keeping the running configuration: {error}", error=str(e))
             return False
         for warning in new.warnings:
             log.warn("{problem}", problem=str(warning))
         self.config = new
-        self._apply_settings(new)
+        self._apply_settings(new, tls)
+        self._log_tls()
         wanted = {s.name.lower(): s for s in sections}
         for entry in list(self.registry):
             section = wanted.get(entry.name.lower())

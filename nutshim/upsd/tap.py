@@ -55,6 +55,11 @@ class Options(usage.Options):
         self["confdir"] = path
         try:
             self["config"] = load_config(path, self["cmdvartab"])
+            # The certificate and key are checked here too, so that a
+            # missing, mismatched or expired one stops twistd with one line.
+            from nutshim.tls import server_tls_options
+
+            self["tls"] = server_tls_options(self["config"].upsd, path)
         except ConfigError as e:
             raise usage.UsageError(str(e))
         if self["statepath"] is not None and not os.path.isdir(self["statepath"]):
@@ -69,7 +74,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
-    from nutshim.upsd.service import UpsdService
+    from nutshim.upsd.service import LOAD_TLS, UpsdService
 
     return UpsdService(
         options["config"],
@@ -77,4 +82,5 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         listen_override=options["listen"],
         statepath_override=options["statepath"],
         cmdvartab_override=options["cmdvartab"],
+        tls_options=options["tls"] if "tls" in options else LOAD_TLS,
     )
