@@ -514,17 +514,24 @@ class Sandbox:
         except AssertionError as e:
             raise AssertionError(f"{e}; last replies: {last!r}\n{self.logs()}")
 
-    def settle_logins(self) -> None:
+    def login_counts(self, port: int) -> Dict[str, bytes]:
+        return {ups: self.ask(port, f"GET NUMLOGINS {ups}\n".encode()) for ups in UPSES}
+
+    def settle_logins(self, port: int, before: Dict[str, bytes]) -> None:
         """
-        Wait until both daemons count no login on any UPS with a driver.
+        Wait until the daemon on C{port} counts the logins it counted
+        C{before} (closing a connection is noticed asynchronously).
         """
-        for ups in UPSES:
-            self.wait_both(
-                f"no logins on {ups}",
-                lambda r, ups=ups: r in (f"NUMLOGINS {ups} 0\n".encode(), b"ERR DRIVER-NOT-CONNECTED\n", b"ERR DATA-STALE\n"),
-                f"GET NUMLOGINS {ups}\n",
-                10.0,
-            )
+        counts: Dict[str, bytes] = {}
+
+        def settled() -> bool:
+            counts.update(self.login_counts(port))
+            return counts == before
+
+        try:
+            wait_for(settled, 10.0, "login counts to settle")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {counts!r}, expected {before!r}")
 
     def logs(self) -> str:
         parts = []
@@ -557,16 +564,22 @@ class DifferentialCase(SynchronousTestCase):
         self.assertEqual(len(names), len(set(names)), "duplicate case names")
         failures = []
         for c in cases:
-            got_c = normalise(run_case(self.box.c_port, c))
-            if c.touches_logins():
-                self.box.settle_logins()
-            got_n = normalise(run_case(self.box.n_port, c))
-            if c.touches_logins():
-                self.box.settle_logins()
+            got_c = self.play(self.box.c_port, c)
+            got_n = self.play(self.box.n_port, c)
             if got_c != got_n:
                 failures.append(f"{c.name}:\n  NUT 2.8.0 upsd:\n{show(got_c)}\n  nutshim:\n{show(got_n)}")
         if failures:
             self.fail(f"{len(failures)} of {len(cases)} sequences differ:\n" + "\n".join(failures))
+
+    def play(self, port: int, c: Case, expected: Optional[Sequence[bytes]] = None) -> List[bytes]:
+        """
+        Play C{c} on one daemon; wait until its login counts are back.
+        """
+        before = self.box.login_counts(port) if c.touches_logins() else None
+        got = normalise(run_case(port, c, expected))
+        if before is not None:
+            self.box.settle_logins(port, before)
+        return got
 
     def expect(self, rows: Sequence[Tuple[Case, Sequence[bytes], Sequence[bytes]]]) -> None:
         """
@@ -575,9 +588,7 @@ class DifferentialCase(SynchronousTestCase):
         failures = []
         for c, want_c, want_n in rows:
             for side, port, want in (("NUT 2.8.0 upsd", self.box.c_port, want_c), ("nutshim", self.box.n_port, want_n)):
-                got = normalise(run_case(port, c, want))
-                if c.touches_logins():
-                    self.box.settle_logins()
+                got = self.play(port, c, want)
                 if got != list(want):
                     failures.append(f"{c.name} ({side}):\n  expected:\n{show(want)}\n  got:\n{show(got)}")
         if failures:
@@ -981,6 +992,8 @@ class TrackingTests(DifferentialCase):
     reported, must not.
     """
 
+    upsd_conf = "TRACKINGDELAY 2\n"
+
     REQUESTS = [
         b"SET VAR sim ups.beeper.status enabled\n",  # nutshim-sim: SUCCESS
         b"INSTCMD sim beeper.enable\n",  # declared: SUCCESS
@@ -1030,6 +1043,15 @@ class TrackingTests(DifferentialCase):
         a.send(b"SET TRACKING OFF\nSET VAR sim ups.id lab\nGET TRACKING %s\nGET TRACKING\n" % ids[0])
         out.append(a.replies(4))
         out.append(a.state())
+        # TRACKINGDELAY (2 s here; NUT counts whole seconds in a <= 2 s loop).
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            b.send(b"GET TRACKING %s\n" % ids[0])
+            status = b.replies(1)
+            if status != b"SUCCESS\n" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        out.append(b"after TRACKINGDELAY: " + status)
         return normalise(out)
 
     def test_tracking(self) -> None:
@@ -1043,6 +1065,7 @@ class TrackingTests(DifferentialCase):
         self.assertEqual(got_c, got_n, f"\nNUT:\n{show(got_c)}\nnutshim:\n{show(got_n)}")
         self.assertIn(b"GET TRACKING <id>: SUCCESS\n", got_c)
         self.assertIn(b"GET TRACKING <id>: ERR UNKNOWN\n", got_c)
+        self.assertEqual(got_c[-1], b"after TRACKINGDELAY: ERR UNKNOWN\n")
 
 
 # Requests whose replies depend on the driver's state.
@@ -1079,6 +1102,12 @@ class DriverLifeTests(DifferentialCase):
         dump (held back here by stopping the new driver), then the data.
         """
         box = self.box
+        # Logins survive the driver: one held open on each daemon.
+        for port in (box.c_port, box.n_port):
+            held = Conn(port)
+            self.addCleanup(held.close)
+            held.send(ADMIN + b"LOGIN dev\n")
+            self.assertEqual(held.replies(3), b"OK\nOK\nOK\n")
         for ups in ("dev", "sim"):
             box.drivers[ups].stop()
             box.wait_both(f"{ups} disconnected", lambda r: r == b"ERR DRIVER-NOT-CONNECTED\n",
@@ -1133,6 +1162,80 @@ class DriverLifeTests(DifferentialCase):
         for ups in ("dev", "sim"):
             box.wait_both(f"{ups} fresh", lambda r: r.startswith(b"VAR "), f"GET VAR {ups} ups.status\n")
         self.compare(driver_cases("dev", "dummy-ups fresh") + driver_cases("sim", "nutshim-driver fresh"))
+
+        # The driver itself says DATASTALE (nutshim-sim's file is gone),
+        # then DATAOK (it is back).
+        os.rename(box.path("sim.dev"), box.path("sim.dev.away"))
+        box.wait_both("sim DATASTALE", lambda r: r == b"ERR DATA-STALE\n", "GET VAR sim ups.status\n")
+        self.compare(driver_cases("sim", "nutshim-sim says DATASTALE"))
+        os.rename(box.path("sim.dev.away"), box.path("sim.dev"))
+        box.wait_both("sim DATAOK", lambda r: r.startswith(b"VAR "), "GET VAR sim ups.status\n")
+        self.compare(driver_cases("sim", "nutshim-sim says DATAOK"))
+
+
+RELOADED_UPS_CONF = """\
+[dev]
+\tdriver = dummy-ups
+\tport = dev.dev
+\tdesc = "Reloaded \\"dev\\""
+[sim]
+\tdriver = nutshim-sim
+\tport = sim.dev
+\tdesc = "nutshim simulation"
+\tnutshim-driver = external
+[extra]
+\tdriver = dummy-ups
+\tport = extra.dev
+"""
+
+
+class ReloadTests(DifferentialCase):
+    """
+    SIGHUP with changed ups.conf and upsd.users.
+    """
+
+    def test_reload(self) -> None:
+        """
+        A UPS added by a reload comes first in LIST UPS, a removed one is
+        gone and its logged-in clients are disconnected, a changed
+        description shows, logins and the FSD latch of the others are kept,
+        and open sessions are checked against the new upsd.users.
+        """
+        box = self.box
+        held: Dict[int, Tuple[Conn, Conn, Conn]] = {}
+        for port in (box.c_port, box.n_port):
+            on_dev, on_seq, viewer = Conn(port), Conn(port), Conn(port)
+            for conn in (on_dev, on_seq, viewer):
+                self.addCleanup(conn.close)
+            on_dev.send(ADMIN + b"LOGIN dev\n")
+            on_seq.send(ADMIN + b"LOGIN seq\n")
+            viewer.send(VIEWER + b"SET VAR sim ups.id lab\n")
+            self.assertEqual([on_dev.replies(3), on_seq.replies(3), viewer.replies(3)],
+                             [b"OK\nOK\nOK\n", b"OK\nOK\nOK\n", b"OK\nOK\nERR ACCESS-DENIED\n"])
+            self.assertEqual(box.ask(port, ADMIN + b"FSD sim\n"), b"OK\nOK\nOK FSD-SET\n")
+            held[port] = (on_dev, on_seq, viewer)
+        write(box.path("ups.conf"), RELOADED_UPS_CONF)
+        write(box.path("upsd.users"), UPSD_USERS.replace("[viewer]\n", "[viewer]\n\tactions = SET\n"), 0o600)
+        box.upsd.signal(signal.SIGHUP)
+        box.nutshim.signal(signal.SIGHUP)
+        box.wait_both("the reload", lambda r: r.startswith(b"BEGIN LIST UPS\nUPS extra"), "LIST UPS\n")
+        box.wait_both("dev's data", lambda r: r.startswith(b"VAR "), "GET VAR dev ups.status\n")
+        self.compare([
+            case("after reload: LIST UPS", b"LIST UPS\n"),
+            case("after reload: descriptions", b"GET UPSDESC dev\nGET UPSDESC extra\nGET UPSDESC seq\n"),
+            case("after reload: removed UPS", b"GET VAR seq ups.status\nLIST VAR seq\nGET NUMLOGINS seq\n"),
+            case("after reload: added UPS without a driver", b"GET VAR extra ups.status\nLIST CLIENT extra\n"
+                                                             b"GET NUMLOGINS extra\n"),
+            case("after reload: logins and FSD kept", b"GET NUMLOGINS dev\nLIST CLIENT dev\n"
+                                                      b"GET VAR sim ups.status\nGET VAR dev ups.status\n"),
+            case("after reload: new rights", VIEWER + b"SET VAR sim ups.id lab\nLOGIN extra\n"),
+        ])
+        results = {}
+        for port, (on_dev, on_seq, viewer) in held.items():
+            viewer.send(b"SET VAR sim ups.id lab\n")
+            results[port] = [on_dev.state(), on_seq.state(), viewer.replies(1)]
+        self.assertEqual(results[box.c_port], [b"<open>", b"<closed>", b"OK\n"])
+        self.assertEqual(results[box.n_port], results[box.c_port])
 
 
 class NutToolsTests(DifferentialCase):
