@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 from multiprocessing import Pool
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "out")
@@ -103,7 +103,11 @@ def twistd() -> str:
     return candidate if os.path.exists(candidate) else "twistd"
 
 
-def pin(cpus: Optional[set[int]]):  # type: ignore[no-untyped-def]
+def pin(cpus: Optional[set[int]]) -> Callable[[], None]:
+    """
+    A preexec_fn/initializer that confines a process to C{cpus}.
+    """
+
     def apply() -> None:
         if cpus:
             os.sched_setaffinity(0, cpus)

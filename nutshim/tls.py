@@ -561,7 +561,7 @@ def describe_handshake_failure(
     """
     error = reason.value if isinstance(reason, Failure) else reason
     if not isinstance(error, SSL.Error):
-        return "the client closed the connection during the handshake"
+        return "the connection closed during the handshake"
     raw = _ssl_reasons(error)
     text = raw.lower()
     conn = _handle(transport)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from cryptography import x509
 from hypothesis import given
@@ -182,7 +182,7 @@ class _Bypass:
 
 
 @implementer(ITLSTransport)
-class MemoryTransport:
+class MemoryTransport:  # type: ignore[misc]
     """One end of a L{Pipe}."""
 
     def __init__(self, protocol: Any, is_client: bool) -> None:
@@ -205,7 +205,7 @@ class MemoryTransport:
         else:
             self.raw_write(data)
 
-    def writeSequence(self, seq: Sequence[bytes]) -> None:
+    def writeSequence(self, seq: Iterable[bytes]) -> None:
         self.write(b"".join(seq))
 
     def loseConnection(self) -> None:
@@ -337,7 +337,7 @@ def pipe(replies: Optional[Dict[str, Any]] = None, tls: Any = None, inject: byte
 
 
 @implementer(ITLSTransport)
-class TLSStringTransport(StringTransport):
+class TLSStringTransport(StringTransport):  # type: ignore[misc]
     """A StringTransport that records startTLS instead of doing it."""
 
     def __init__(self) -> None:
@@ -425,7 +425,7 @@ class RequestReplyTests(SynchronousTestCase):
             proto.dataReceived(stream[position:position + cut])
             position += cut
         proto.dataReceived(stream[position:])
-        self.assertEqual([self.successResultOf(d) for d in ds],
+        self.assertEqual([self.successResultOf(d) for d in ds],  # type: ignore[arg-type]
                          ['a "b" #c', ["load.off"], "ERR UNKNOWN", 4])
 
     def test_list_queries(self) -> None:
@@ -470,12 +470,12 @@ class RequestReplyTests(SynchronousTestCase):
             b"TYPE u ups.id RW STRING:16\nDESC u ups.id \"UPS system identifier\"\n"
             b'CMDDESC u load.off "Turn off the load immediately"\nUPSDESC u "Unavailable"\n'
             b"NUMATTACH u 2\nON\nCommands: HELP VER\n1.3\n")
-        vt = self.successResultOf(results[0])
+        vt = self.successResultOf(results[0])  # type: ignore[arg-type,var-annotated]
         self.assertEqual(vt.flags, ("RW", "STRING:16"))
         self.assertTrue(vt.writable and vt.is_string)
         self.assertEqual(vt.max_length, 16)
         self.assertFalse(vt.is_enum or vt.is_range or vt.is_number)
-        self.assertEqual([self.successResultOf(d) for d in results[1:]], [
+        self.assertEqual([self.successResultOf(d) for d in results[1:]], [  # type: ignore[arg-type]
             "UPS system identifier", "Turn off the load immediately", "Unavailable", 2,
             True, "Commands: HELP VER", "1.3"])
 
@@ -501,7 +501,7 @@ class RequestReplyTests(SynchronousTestCase):
             "USERNAME admin", 'PASSWORD "pass word"', "LOGIN u", "FSD u",
             "SET TRACKING ON", "PRIMARY u"])
         proto.dataReceived(b"OK\nOK\nOK\nOK FSD-SET\nOK\nOK PRIMARY-GRANTED\n")
-        self.assertEqual([self.successResultOf(d) for d in ds],
+        self.assertEqual([self.successResultOf(d) for d in ds],  # type: ignore[arg-type]
                          [None, None, None, None, None, "PRIMARY-GRANTED"])
 
     def test_set_var_always_quoted(self) -> None:
@@ -1757,7 +1757,7 @@ class DescribeTests(SynchronousTestCase):
         C{nutshim-client} alone explains itself and exits 2.
         """
         err = io.StringIO()
-        self.patch(cli.sys, "stderr", err)
-        self.patch(cli.sys, "argv", ["nutshim-client"])
+        self.patch(cli.sys, "stderr", err)  # type: ignore[attr-defined]
+        self.patch(cli.sys, "argv", ["nutshim-client"])  # type: ignore[attr-defined]
         self.assertEqual(cli.main([]), 2)
         self.assertIn("upsc|upscmd|upsrw", err.getvalue())

@@ -425,6 +425,28 @@ class SetInstcmdTests(SynchronousTestCase):
         self.assertEqual(self.c.send(b"SET VAR fake input.transfer.low 185 extra\n"), b"OK\n")
         self.assertEqual(self.driver.requests, [("SET", "input.transfer.low", "185", None)])
 
+    def test_set_enum_escapes(self) -> None:
+        """
+        SET on an ENUM compares the value itself with the listed values.
+        NUT 2.8.0 compares it with their escaped text instead, refusing
+        C{hi"q} and accepting C{hi\\"q} (a deliberate difference, see
+        docs/compatibility.md; tests/test_differential.py checks both sides).
+        """
+        self.driver.state.add_enum("ups.beeper.status", 'hi"q')
+        self.driver.state.add_enum("ups.beeper.status", "e#f")
+        self.assertEqual(
+            self.c.send(b'SET VAR fake ups.beeper.status "hi\\"q"\nSET VAR fake ups.beeper.status "e\\#f"\n'),
+            b"OK\nOK\n",
+        )
+        self.assertEqual(
+            self.c.send(b'SET VAR fake ups.beeper.status "hi\\\\\\"q"\nSET VAR fake ups.beeper.status "e\\\\\\#f"\n'),
+            b"ERR INVALID-VALUE\nERR INVALID-VALUE\n",
+        )
+        self.assertEqual(
+            self.driver.requests,
+            [("SET", "ups.beeper.status", 'hi"q', None), ("SET", "ups.beeper.status", "e#f", None)],
+        )
+
     def test_set_failed(self) -> None:
         """
         A driver that cannot take the request gives SET-FAILED.

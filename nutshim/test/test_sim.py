@@ -136,7 +136,7 @@ class SimTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.results: List[Tuple[str, int]] = []
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
 
     def write(self, text: str, suffix: str = ".seq", path: Optional[str] = None) -> str:
         path = path or self.mktemp() + suffix

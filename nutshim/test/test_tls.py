@@ -981,7 +981,8 @@ class HelperTests(SynchronousTestCase):
         from twisted.internet.error import ConnectionLost
 
         self.assertIn(
-            "closed the connection", describe_handshake_failure(Failure(ConnectionLost()), None)
+            "connection closed during the handshake",
+            describe_handshake_failure(Failure(ConnectionLost()), None),
         )
 
 

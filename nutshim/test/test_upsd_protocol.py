@@ -61,7 +61,7 @@ class ProtocolTests(SynchronousTestCase):
         A LIST reply is handed to the transport in one write.
         """
         proto, tr = connect(self.factory)
-        writes = []
+        writes: list[bytes] = []
         tr.write = writes.append  # type: ignore[method-assign]
         proto.dataReceived(b"LIST VAR fake\n")
         self.assertEqual(len(writes), 1)
@@ -142,6 +142,7 @@ class ProtocolTests(SynchronousTestCase):
         connect(self.factory)
         proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
         tr = StringTransport()
+        assert proto is not None
         proto.makeConnection(tr)
         self.assertTrue(tr.disconnecting)
         self.assertEqual(tr.value(), b"")
