@@ -243,7 +243,7 @@ static void run_steady(void)
     uint64_t warm_deadline = t0 + 60u * 1000000u;
     uint64_t measure_from = UINT64_MAX, end = UINT64_MAX;
     int answered_once = 0;
-    char *seen = calloc((size_t)opt_conns, 1);
+    char *seen = calloc((size_t)(unsigned)opt_conns, 1);
     for (int i = 0; i < opt_conns; i++)
         if (send_request(&conns[i], now_us()) < 0)
             die("write");

@@ -164,6 +164,43 @@ class DaemonTLSTestCase(SynchronousTestCase):
         return line
 
 
+class TwistedClientTests(DaemonTLSTestCase):
+    """
+    nutshim's Twisted client (C{nutshim-client upsc --tls --cafile}) verifies
+    nut-upsd by DNS name and by IP address.
+    """
+
+    def upsc(self, host: str, *extra: str) -> "subprocess.CompletedProcess[str]":
+        return run(
+            [sys.executable, "-m", "nutshim.client.cli", "upsc", "--tls", "--cafile", self.cafile,
+             *extra, f"lab@{host}:{self.port}", "ups.status"],
+            env=nut_env(self.confdir),
+        )
+
+    def test_by_dns_name(self) -> None:
+        """
+        C{localhost} matches the certificate's DNS SAN.
+        """
+        out = self.upsc("localhost")
+        self.assertEqual((out.returncode, out.stdout), (0, "OL\n"), out.stderr)
+        self.wait_log("Client 127.0.0.1 is on TLS (TLSv1.3")
+
+    def test_by_ip(self) -> None:
+        """
+        C{127.0.0.1} matches the certificate's iPAddress SAN.
+        """
+        out = self.upsc("127.0.0.1")
+        self.assertEqual((out.returncode, out.stdout), (0, "OL\n"), out.stderr)
+
+    def test_wrong_name(self) -> None:
+        """
+        Verifying another name fails before anything is sent.
+        """
+        out = self.upsc("127.0.0.1", "--server-name", "elsewhere.example")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertEqual(out.stdout, "")
+
+
 class PythonClientTests(DaemonTLSTestCase):
     """
     Python's ssl module, in VERIFY_X509_STRICT mode, against nut-upsd.

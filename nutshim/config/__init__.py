@@ -29,9 +29,11 @@ from .upsdconf import (
     load_upsd_conf,
     parse_upsd_conf,
 )
+from .upsmonconf import CertHost, Monitor, UpsmonConf, load_upsmon_conf, parse_upsmon_conf
 from .users import User, Users, load_users, normalize_fingerprint, parse_users
 
 __all__ = [
+    "CertHost",
     "CmdVarTab",
     "Config",
     "ConfigError",
@@ -39,20 +41,24 @@ __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_PORT",
     "Listen",
+    "Monitor",
     "UpsConf",
     "UpsSection",
     "UpsdConf",
+    "UpsmonConf",
     "User",
     "Users",
     "load_cmdvartab",
     "load_config",
     "load_ups_conf",
     "load_upsd_conf",
+    "load_upsmon_conf",
     "load_users",
     "normalize_fingerprint",
     "parse_cmdvartab",
     "parse_ups_conf",
     "parse_upsd_conf",
+    "parse_upsmon_conf",
     "parse_users",
     "paths",
 ]

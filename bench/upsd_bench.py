@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""
+Benchmark nutshim's upsd against NUT 2.8.0's C upsd, on loopback.
+
+Not a test: never run in CI.  Every loop is bounded (the load generator
+refuses runs over 10 minutes), and everything listens on 127.0.0.1 only.
+
+What it does:
+
+ 1. builds bench/loadgen.c with C{gcc -O2} into bench/out/;
+ 2. makes a private directory with one C{dummy-ups} UPS (nutshim's lab.dev
+    sample, 31 variables) and an upsd.conf with C{MAXCONN 15000};
+ 3. starts NUT's C upsd and nutshim's C{twistd nut-upsd} (the installed one
+    next to C{--python}) on the same driver socket, with the open-files
+    limit raised to 65536;
+ 4. runs the load generator against each in turn: GET VAR in a closed loop
+    on persistent connections and with connect + GET + close per request at
+    1, 100, 500 and 1000 connections; LIST VAR latency from one ordinary
+    blocking client; 10,000 connections each polled every 5 s;
+ 5. reads the servers' resident memory (VmRSS) idle and with 10,000
+    connections, and prints a side-by-side table (and JSON with C{--json}).
+
+With two or more CPUs the servers (and the driver) run on CPU 0 and the load
+generator on CPU 1 (C{taskset}), so that neither steals the other's core;
+C{--no-pin} turns this off.  Both servers are single-threaded.
+
+Usage (as root, so that NUT's programs may stay root and the limits rise)::
+
+    python3 bench/upsd_bench.py [--python /tmp/inst/bin/python] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+LOADGEN_SRC = os.path.join(HERE, "loadgen.c")
+LOADGEN = os.path.join(OUT, "loadgen")
+LAB_DEV = os.path.join(REPO, "nutshim", "drivers", "samples", "lab.dev")
+
+NOFILE = 65536
+SERVER_CPU = 0
+LOADGEN_CPU = 1
+
+
+def build_loadgen() -> None:
+    os.makedirs(OUT, exist_ok=True)
+    if os.path.exists(LOADGEN) and os.path.getmtime(LOADGEN) >= os.path.getmtime(LOADGEN_SRC):
+        return
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", LOADGEN, LOADGEN_SRC], check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ask(port: int, data: bytes, timeout: float = 2.0) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(data)
+            out = b""
+            while not out.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+            return out
+    except OSError:
+        return b""
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Server:
+    """
+    One daemon under test.
+    """
+
+    def __init__(self, name: str, args: List[str], port: int, env: Dict[str, str], log: str, pin: bool) -> None:
+        self.name = name
+        self.port = port
+        self.log = log
+
+        def prepare() -> None:
+            # As high as allowed (a container may cap the hard limit).
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            want = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+            except (ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            if pin:
+                os.sched_setaffinity(0, {SERVER_CPU})
+
+        out = open(log, "ab")
+        self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     preexec_fn=prepare, start_new_session=True)
+        out.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def parse_result(text: str) -> Dict[str, float]:
+    for line in text.splitlines():
+        if line.startswith("RESULT "):
+            out: Dict[str, float] = {}
+            for pair in line.split()[1:]:
+                key, _, value = pair.partition("=")
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    pass
+            return out
+    raise SystemExit("loadgen gave no RESULT line:\n" + text)
+
+
+def loadgen(port: int, args: Sequence[str], pin: bool, timeout: float,
+            watch: Optional[Callable[[], None]] = None) -> Dict[str, float]:
+    cmd = [LOADGEN, "-p", str(port), "-u", "ups", *args]
+    if pin:
+        cmd = ["taskset", "-c", str(LOADGEN_CPU), *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"loadgen {' '.join(args)} took longer than {timeout} s")
+        if watch is not None:
+            watch()
+        time.sleep(0.25)
+    out = proc.stdout.read() if proc.stdout else ""
+    return parse_result(out)
+
+
+def sandbox(root: str, c_port: int) -> None:
+    shutil.copy(LAB_DEV, os.path.join(root, "ups.dev"))
+    with open(os.path.join(root, "ups.conf"), "w") as f:
+        f.write('[ups]\n\tdriver = dummy-ups\n\tport = ups.dev\n\tdesc = "benchmark UPS"\n')
+    with open(os.path.join(root, "upsd.conf"), "w") as f:
+        f.write(f"LISTEN 127.0.0.1 {c_port}\nMAXCONN 15000\nMAXAGE 15\n")
+    os.chmod(os.path.join(root, "upsd.conf"), 0o640)
+    with open(os.path.join(root, "upsd.users"), "w") as f:
+        f.write("[admin]\n\tpassword = pw\n\tactions = SET\n")
+    os.chmod(os.path.join(root, "upsd.users"), 0o600)
+
+
+def fmt_us(us: float) -> str:
+    if us >= 1000:
+        return f"{us / 1000:.1f} ms"
+    return f"{us:.0f} µs"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", default="/tmp/inst/bin/python",
+                        help="the Python whose nutshim to run (twistd next to it)")
+    parser.add_argument("--nut-bin", default="/lib/nut", help="where NUT's upsd and dummy-ups are")
+    parser.add_argument("--conns", default="1,100,500,1000", help="connection counts for steady/connect")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per steady/connect/list run")
+    parser.add_argument("--idle-conns", type=int, default=10000)
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--idle-interval", type=int, default=5000, help="ms between polls of one connection")
+    parser.add_argument("--modes", default="steady,connect,list,idle")
+    parser.add_argument("--servers", default="nut,nutshim")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, 2000 idle connections for 10 s")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load generator to CPUs")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.idle_conns, args.idle_seconds = 2.0, 2000, 10.0
+    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    modes = args.modes.split(",")
+    counts = [int(n) for n in args.conns.split(",")]
+
+    build_loadgen()
+    root = tempfile.mkdtemp(prefix="nutshim-bench-")
+    os.chmod(root, 0o755)
+    c_port, n_port = free_port(), free_port()
+    sandbox(root, c_port)
+    env = dict(os.environ, NUT_CONFPATH=root, NUT_STATEPATH=root, NUT_ALTPIDPATH=root)
+    python = os.path.abspath(args.python)
+    twistd = os.path.join(os.path.dirname(python), "twistd")
+    if not os.path.exists(os.path.join(os.path.dirname(python), "nutshim-driver")):
+        # A development venv: use the checkout.
+        env["PYTHONPATH"] = REPO
+    as_root = ["-u", "root"] if os.geteuid() == 0 else []
+    procs: List[Server] = []
+    results: Dict[str, Dict[str, object]] = {}
+    try:
+        driver = Server("dummy-ups", [os.path.join(args.nut_bin, "dummy-ups"), *as_root, "-F", "-a", "ups"],
+                        0, env, os.path.join(root, "dummy-ups.log"), pin)
+        procs.append(driver)
+        wait_for("the driver socket", lambda: os.path.exists(os.path.join(root, "dummy-ups-ups")))
+        servers: Dict[str, Server] = {}
+        if "nut" in args.servers:
+            servers["nut"] = Server("NUT 2.8.0 upsd", [os.path.join(args.nut_bin, "upsd"), *as_root, "-F"],
+                                    c_port, env, os.path.join(root, "upsd.log"), pin)
+        if "nutshim" in args.servers:
+            # The backlog nutshim uses for LISTEN lines (1024); --listen
+            # replaces LISTEN so that both can read one upsd.conf.
+            servers["nutshim"] = Server(
+                "nutshim upsd",
+                [python, twistd, "-n", "--pidfile=", "--logfile", os.path.join(root, "nutshim.log"), "nut-upsd",
+                 "--confdir", root, "--statepath", root,
+                 "--listen", f"tcp:{n_port}:interface=127.0.0.1:backlog=1024"],
+                n_port, env, os.path.join(root, "nutshim.out"), pin)
+        procs.extend(servers.values())
+        for key, server in servers.items():
+            wait_for(f"{server.name} data",
+                     lambda server=server: ask(server.port, b"GET VAR ups ups.status\n").startswith(b"VAR "))
+        version = ask(n_port, b"VER\n").decode().strip() if "nutshim" in servers else ""
+        print(f"sandbox {root}; pinned: {'servers on CPU 0, loadgen on CPU 1' if pin else 'no'}")
+        if version:
+            print(f"nutshim: {version} ({python})")
+        time.sleep(1.0)
+        for key, server in servers.items():
+            res: Dict[str, object] = {"rss_idle_kib": rss_kib(server.proc.pid)}
+            results[key] = res
+            print(f"\n== {server.name} (port {server.port}), idle RSS {res['rss_idle_kib']} KiB")
+            for mode in ("steady", "connect"):
+                if mode not in modes:
+                    continue
+                for n in counts:
+                    r = loadgen(server.port, ["-m", mode, "-c", str(n), "-d", str(args.seconds)], pin,
+                                args.seconds + 90)
+                    res[f"{mode}_{n}"] = r
+                    print(f"{mode:8} {n:5} conns: {r['rps']:9.0f} req/s  p50 {fmt_us(r['p50_us']):>9}  "
+                          f"p99 {fmt_us(r['p99_us']):>9}  errors {r['errors']:.0f}  bad {r['bad']:.0f}")
+            if "list" in modes:
+                r = loadgen(server.port, ["-m", "list", "-d", str(args.seconds)], pin, args.seconds + 30)
+                res["list"] = r
+                print(f"list         1 client: {r['rps']:9.1f} LIST/s p50 {fmt_us(r['p50_us']):>9}  "
+                      f"p99 {fmt_us(r['p99_us']):>9}  ({r['bytes']:.0f} bytes)")
+            if "idle" in modes:
+                peak = [0]
+
+                def watch(server: Server = server) -> None:
+                    peak[0] = max(peak[0], rss_kib(server.proc.pid))
+
+                r = loadgen(server.port, ["-m", "idle", "-c", str(args.idle_conns), "-d", str(args.idle_seconds),
+                                          "-i", str(args.idle_interval)], pin, args.idle_seconds + 200, watch)
+                res["idle"] = r
+                res["rss_idle_conns_kib"] = peak[0]
+                print(f"idle {args.idle_conns} conns (open {r['open']:.0f} in {r['open_s']:.1f} s), poll every "
+                      f"{args.idle_interval} ms: p50 {fmt_us(r['p50_us'])}  p99 {fmt_us(r['p99_us'])}  "
+                      f"max {fmt_us(r['max_us'])}  errors {r['errors']:.0f}  eofs {r['eofs']:.0f}  "
+                      f"RSS {peak[0]} KiB")
+                # Let the server see the 10,000 closes before the next run.
+                time.sleep(3.0)
+            if server.proc.poll() is not None:
+                print(f"!! {server.name} exited with {server.proc.returncode}; see {server.log}")
+        print_table(results, counts, modes, args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"pinned": pin, "nutshim": version, "results": results}, f, indent=2)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def print_table(results: Dict[str, Dict[str, object]], counts: Sequence[int], modes: Sequence[str],
+                args: argparse.Namespace) -> None:
+    if not results:
+        return
+    keys = [k for k in ("nut", "nutshim") if k in results]
+    names = {"nut": "NUT 2.8.0 upsd", "nutshim": "nutshim"}
+    rows: List[List[str]] = [["measure", *[names[k] for k in keys]]]
+    if len(keys) == 2:
+        rows[0].append("nutshim / NUT")
+
+    def add(label: str, values: List[Optional[float]], fmt: Callable[[float], str], ratio: bool) -> None:
+        row = [label] + [fmt(v) if v is not None else "-" for v in values]
+        if len(keys) == 2:
+            a, b = values
+            row.append(f"{b / a:.2f}×" if ratio and a and b is not None else "")
+        rows.append(row)
+
+    def get(k: str, key: str, field: str) -> Optional[float]:
+        r = results[k].get(key)
+        return None if not isinstance(r, dict) else float(r[field])
+
+    for mode in ("steady", "connect"):
+        if mode not in modes:
+            continue
+        label = "GET VAR" if mode == "steady" else "connect+GET+close"
+        for n in counts:
+            add(f"{label}, {n} conns: req/s", [get(k, f"{mode}_{n}", "rps") for k in keys], lambda v: f"{v:,.0f}", True)
+            add(f"{label}, {n} conns: p50 / p99",
+                [None] * len(keys), str, False)
+            rows[-1][1:1 + len(keys)] = [
+                f"{fmt_us(get(k, f'{mode}_{n}', 'p50_us') or 0)} / {fmt_us(get(k, f'{mode}_{n}', 'p99_us') or 0)}"
+                for k in keys]
+    if "list" in modes:
+        add("LIST VAR, blocking client: p50", [get(k, "list", "p50_us") for k in keys], fmt_us, False)
+        add("LIST VAR, blocking client: p99", [get(k, "list", "p99_us") for k in keys], fmt_us, False)
+    if "idle" in modes:
+        n = args.idle_conns
+        add(f"{n} conns polled every {args.idle_interval / 1000:g} s: p99",
+            [get(k, "idle", "p99_us") for k in keys], fmt_us, False)
+        add(f"{n} conns: max latency", [get(k, "idle", "max_us") for k in keys], fmt_us, False)
+        add(f"{n} conns: errors + EOFs",
+            [(get(k, "idle", "errors") or 0) + (get(k, "idle", "eofs") or 0) for k in keys], lambda v: f"{v:.0f}",
+            False)
+    add("RSS idle", [float(results[k]["rss_idle_kib"]) for k in keys], lambda v: f"{v / 1024:.1f} MiB", True)  # type: ignore[arg-type]
+    if "idle" in modes:
+        add(f"RSS with {args.idle_conns} conns",
+            [float(results[k].get("rss_idle_conns_kib", 0)) for k in keys],  # type: ignore[arg-type]
+            lambda v: f"{v / 1024:.1f} MiB", True)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print()
+    for i, row in enumerate(rows):
+        print("| " + " | ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

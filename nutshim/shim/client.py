@@ -1,0 +1,264 @@
+# -*- test-case-name: nutshim.test.test_shim -*-
+"""
+The Management Daemon shim (RFC 9271 Appendix D.1): a local port for a
+legacy upsmon (or upsc, PyNUT...) that reaches a remote server shim (or a
+TLS-capable upsd) over STARTTLS on port 401.
+
+Why each rule:
+
+ - Every legacy connection gets its own remote connection, opened when it
+   arrives: a remote that is down costs that client an error, never the
+   shim its life (the published shim exited), and the next connection
+   simply tries again.
+ - The remote must answer exactly C{OK STARTTLS}; its certificate is
+   verified (CA and name, or a SHA-256 pin) during the handshake; then a
+   version query (C{PROTVER}, C{NETVER} for older servers) must be
+   answered I{over TLS}, because a failed handshake cannot be reported in
+   plaintext.  Only then is anything of the legacy client's sent -- its
+   USERNAME and PASSWORD included.  Until then its requests wait in a
+   bounded queue.
+ - A legacy client's own C{STARTTLS} is answered
+   C{ERR FEATURE-NOT-CONFIGURED} (RFC 9271 Appendix D.1): the link to the
+   remote is already encrypted, and NUT clients then go on in plaintext on
+   the loopback connection.
+ - When the remote cannot be used, each waiting request is answered
+   C{ERR DRIVER-NOT-CONNECTED} and the client disconnected, and the log
+   says why (refused, timed out, certificate not trusted, pin mismatch,
+   STARTTLS refused).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from OpenSSL import SSL
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from nutshim.pki._certs import fingerprint_sha256, name_to_text
+from nutshim.protocol import NutError
+from nutshim.shim.relay import Front, RelayFactory, first_word
+from nutshim.tls import negotiated
+
+__all__ = ["ClientShimFactory", "LegacyClientProtocol", "RemoteProtocol"]
+
+log = Logger()
+
+_UNKNOWN_COMMAND = NutError.UNKNOWN_COMMAND.line.rstrip(b"\n")
+
+
+def _ssl_text(error: BaseException) -> str:
+    parts = []
+    args = error.args[0] if error.args else None
+    if isinstance(args, list):
+        parts = [str(entry[-1]) if isinstance(entry, tuple) else str(entry) for entry in args]
+    return "; ".join(p for p in parts if p) or str(error) or type(error).__name__
+
+
+def describe_remote_failure(reason: Optional[Failure], options: Any, stage: str) -> str:
+    """
+    Why a remote connection could not be used, in an administrator's words.
+
+    @param reason: what the connection was lost with.
+    @param options: the client TLS connection creator (its C{mismatch}
+        names a wrong pin).
+    @param stage: how far it got: C{"starttls"}, C{"handshake"} or
+        C{"version"}.
+    """
+    error = reason.value if reason is not None else None
+    mismatch = getattr(options, "mismatch", None)
+    if isinstance(error, SSL.Error):
+        text = _ssl_text(error)
+        if mismatch is not None and "certificate verify failed" in text:
+            return (
+                f"server certificate {mismatch.actual} does not match --pin"
+                f" {mismatch.expected} [OpenSSL: {text}]"
+            )
+        if "certificate verify failed" in text:
+            return (
+                "server certificate not trusted: not issued by --cafile's CA, expired,"
+                f" or not for this host name/address [OpenSSL: {text}]"
+            )
+        if "alert" in text:
+            return f"the server rejected the handshake (client certificate? TLS version?) [OpenSSL: {text}]"
+        return f"TLS handshake failed [OpenSSL: {text}]"
+    if stage == "starttls":
+        return "the server closed the connection before answering STARTTLS"
+    if stage == "handshake":
+        return "the server closed the connection during the TLS handshake"
+    return "the server closed the connection" + (
+        f" ({reason.getErrorMessage()})" if reason is not None else ""
+    )
+
+
+@implementer(IHandshakeListener)
+class RemoteProtocol(LineReceiver):
+    """
+    The connection to the remote: STARTTLS, handshake and version check in
+    line mode, then raw bytes to the legacy client.
+
+    @ivar stage: C{"starttls"}, C{"handshake"}, C{"version"}, C{"up"} or
+        C{"failed"}.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 4096
+    transport: Any
+
+    def __init__(self, front: "LegacyClientProtocol") -> None:
+        self.front = front
+        self.stage = "starttls"
+        self._why: Optional[str] = None
+        self._asked = b"PROTVER"
+        self._deadline: Optional[IDelayedCall] = None
+
+    def connectionMade(self) -> None:
+        factory = self.front.factory
+        self._deadline = factory.clock.callLater(factory.handshake_timeout, self._too_slow)
+        self.transport.write(b"STARTTLS\n")
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self._abort(f"no usable TLS session within {self.front.factory.handshake_timeout} s"
+                    f" (stuck at {self.stage})")
+
+    def _abort(self, why: str) -> None:
+        if self._why is None:
+            self._why = why
+        self.stage = "failed"
+        self.transport.abortConnection()
+
+    def lineReceived(self, line: bytes) -> None:
+        line = line.rstrip(b"\r")
+        if self.stage == "starttls":
+            if not line.startswith(b"OK STARTTLS"):
+                self._abort(f"the server refused STARTTLS: {line.decode('ascii', 'replace')!r}")
+                return
+            if self.clearLineBuffer():
+                self._abort("the server sent plaintext after OK STARTTLS")
+                return
+            self.stage = "handshake"
+            self.transport.startTLS(self.front.factory.tls_options)
+            # Written into TLS: sent once the handshake is done.
+            self.transport.write(self._asked + b"\n")
+        elif self.stage in ("handshake", "version"):
+            if line == _UNKNOWN_COMMAND and self._asked == b"PROTVER":
+                self._asked = b"NETVER"  # NUT before 2.8.0
+                self.transport.write(b"NETVER\n")
+                return
+            # Any reply that came through TLS proves the session works.
+            self._confirmed(line)
+
+    def handshakeCompleted(self) -> None:
+        """
+        L{IHandshakeListener}: the certificate was accepted; wait for the
+        version reply.
+        """
+        if self.stage == "handshake":
+            self.stage = "version"
+
+    def _confirmed(self, version: bytes) -> None:
+        timer, self._deadline = self._deadline, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        self.stage = "up"
+        self.version = version.decode("ascii", "replace")
+        self.setRawMode()
+        self.front.upstream_ready(self)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        self.front.upstream_data(data)
+
+    def describe_server(self) -> str:
+        """
+        The server certificate and the negotiated TLS, for the log.
+        """
+        try:
+            cert = self.transport.getPeerCertificate().to_cryptography()
+            who = f"{name_to_text(cert.subject)} {fingerprint_sha256(cert)}"
+        except Exception:
+            who = "certificate unknown"
+        return f"{negotiated(self.transport)}, server {who}, protocol {self.version}"
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        timer, self._deadline = self._deadline, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if self.stage == "up":
+            self.front.upstream_lost(reason.getErrorMessage() if reason is not None else "closed")
+            return
+        why = self._why or describe_remote_failure(
+            reason, self.front.factory.tls_options, self.stage
+        )
+        self.stage = "failed"
+        self.front.remote_failed(why)
+
+
+class LegacyClientProtocol(Front):
+    """
+    A legacy client of the client shim (plaintext, on the loopback).
+    """
+
+    factory: "ClientShimFactory"
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.front_ready()
+
+    def intercept(self, line: bytes) -> Optional[bytes]:
+        if first_word(line) == b"STARTTLS":
+            return NutError.FEATURE_NOT_CONFIGURED.line
+        return None
+
+    def remote_failed(self, why: str) -> None:
+        """
+        The remote could not be used at all: say why, fail the client.
+        """
+        if self._gone is None and not self._lost:
+            log.warn(
+                "Remote {remote} unusable for {client}: {why}",
+                remote=self.factory.upstream_name,
+                client=self.address,
+                why=why,
+            )
+        self.upstream_lost(why)
+
+    def _connect_failed(self, failure: Failure) -> None:
+        if not self._lost and self._gone is None:
+            log.warn(
+                "Remote {remote} unreachable for {client}: {why}",
+                remote=self.factory.upstream_name,
+                client=self.address,
+                why=failure.getErrorMessage(),
+            )
+        super()._connect_failed(failure)
+
+    def relay_started(self) -> None:
+        back = self.back
+        log.info(
+            "{client} relayed to {remote} ({server})",
+            client=self.address,
+            remote=self.factory.upstream_name,
+            server=back.describe_server() if back is not None else "?",
+        )
+
+
+class ClientShimFactory(RelayFactory):
+    """
+    The listeners of one remote of the client shim.
+
+    @ivar tls_options: the client TLS connection creator (from
+        L{nutshim.client.tls.client_tls_options}).
+    """
+
+    protocol = LegacyClientProtocol
+
+    def __init__(self, *args: Any, tls_options: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tls_options = tls_options
+
+    def back_protocol(self, front: Any) -> RemoteProtocol:
+        return RemoteProtocol(front)
