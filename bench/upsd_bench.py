@@ -151,11 +151,21 @@ def parse_result(text: str) -> Dict[str, float]:
     raise SystemExit("loadgen gave no RESULT line:\n" + text)
 
 
+def cpu_seconds(pid: int) -> float:
+    """
+    User + system CPU time of a process so far.
+    """
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def loadgen(port: int, args: Sequence[str], pin: bool, timeout: float,
-            watch: Optional[Callable[[], None]] = None) -> Dict[str, float]:
+            watch: Optional[Callable[[], None]] = None, server_pid: Optional[int] = None) -> Dict[str, float]:
     cmd = [LOADGEN, "-p", str(port), "-u", "ups", *args]
     if pin:
         cmd = ["taskset", "-c", str(LOADGEN_CPU), *cmd]
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
@@ -166,7 +176,12 @@ def loadgen(port: int, args: Sequence[str], pin: bool, timeout: float,
             watch()
         time.sleep(0.25)
     out = proc.stdout.read() if proc.stdout else ""
-    return parse_result(out)
+    result = parse_result(out)
+    if server_pid and result.get("total"):
+        # The server's CPU time per request answered: unlike the rate, it
+        # hardly depends on what else the machine is doing.
+        result["cpu_us"] = (cpu_seconds(server_pid) - cpu_before) / result["total"] * 1e6
+    return result
 
 
 def sandbox(root: str, c_port: int) -> None:
@@ -187,33 +202,75 @@ def fmt_us(us: float) -> str:
     return f"{us:.0f} µs"
 
 
+#: The framework's ceiling: a Twisted server that answers every read with a
+#: canned GET VAR reply, straight to the socket (what nutshim's hot path
+#: does, minus nutshim).  Not a upsd: only for steady/connect runs.
+FLOOR_SERVER = """
+import sys
+from twisted.internet import protocol, reactor
+REPLY = b'VAR ups ups.status "OL"\\n'
+class Floor(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.setTcpNoDelay(True)
+    def dataReceived(self, data):
+        self.transport.socket.send(REPLY * data.count(b"\\n"))
+factory = protocol.Factory.forProtocol(Floor)
+reactor.listenTCP(int(sys.argv[1]), factory, backlog=1024, interface="127.0.0.1")
+reactor.run()
+"""
+
+NAMES = {"nut": "NUT 2.8.0 upsd", "nutshim": "nutshim upsd", "floor": "Twisted floor"}
+
+
+def median_run(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    """
+    The run with the median rate, with the range of rates and the median
+    CPU time per request added.
+    """
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["rps_min"] = ordered[0]["rps"]
+    chosen["rps_max"] = ordered[-1]["rps"]
+    chosen["runs"] = float(len(runs))
+    cpu = sorted(r["cpu_us"] for r in runs if "cpu_us" in r)
+    if cpu:
+        chosen["cpu_us"] = cpu[len(cpu) // 2]
+    return chosen
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default="/tmp/inst/bin/python",
                         help="the Python whose nutshim to run (twistd next to it)")
     parser.add_argument("--nut-bin", default="/lib/nut", help="where NUT's upsd and dummy-ups are")
     parser.add_argument("--conns", default="1,100,500,1000", help="connection counts for steady/connect")
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per steady/connect/list run")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per steady/connect/list run")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per steady/connect setting, servers interleaved; the median is shown")
     parser.add_argument("--idle-conns", type=int, default=10000)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--idle-interval", type=int, default=5000, help="ms between polls of one connection")
     parser.add_argument("--modes", default="steady,connect,list,idle")
-    parser.add_argument("--servers", default="nut,nutshim")
-    parser.add_argument("--quick", action="store_true", help="2 s runs, 2000 idle connections for 10 s")
+    parser.add_argument("--servers", default="nut,nutshim,floor",
+                        help="nut, nutshim and/or floor (a trivial Twisted server: the framework's ceiling)")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, once; 2000 idle connections for 10 s")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load generator to CPUs")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.idle_conns, args.idle_seconds = 2.0, 2000, 10.0
+        args.seconds, args.repeat, args.idle_conns, args.idle_seconds = 2.0, 1, 2000, 10.0
+    if not 1 <= args.repeat <= 10 or not 0 < args.seconds <= 60 or not 0 < args.idle_seconds <= 300:
+        parser.error("bounded runs only: --repeat 1..10, --seconds <= 60, --idle-seconds <= 300")
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     modes = args.modes.split(",")
     counts = [int(n) for n in args.conns.split(",")]
+    wanted = args.servers.split(",")
 
     build_loadgen()
     root = tempfile.mkdtemp(prefix="nutshim-bench-")
     os.chmod(root, 0o755)
-    c_port, n_port = free_port(), free_port()
+    c_port, n_port, f_port = free_port(), free_port(), free_port()
     sandbox(root, c_port)
     env = dict(os.environ, NUT_CONFPATH=root, NUT_STATEPATH=root, NUT_ALTPIDPATH=root)
     python = os.path.abspath(args.python)
@@ -230,46 +287,60 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         procs.append(driver)
         wait_for("the driver socket", lambda: os.path.exists(os.path.join(root, "dummy-ups-ups")))
         servers: Dict[str, Server] = {}
-        if "nut" in args.servers:
-            servers["nut"] = Server("NUT 2.8.0 upsd", [os.path.join(args.nut_bin, "upsd"), *as_root, "-F"],
+        if "nut" in wanted:
+            servers["nut"] = Server(NAMES["nut"], [os.path.join(args.nut_bin, "upsd"), *as_root, "-F"],
                                     c_port, env, os.path.join(root, "upsd.log"), pin)
-        if "nutshim" in args.servers:
+        if "nutshim" in wanted:
             # The backlog nutshim uses for LISTEN lines (1024); --listen
             # replaces LISTEN so that both can read one upsd.conf.
             servers["nutshim"] = Server(
-                "nutshim upsd",
+                NAMES["nutshim"],
                 [python, twistd, "-n", "--pidfile=", "--logfile", os.path.join(root, "nutshim.log"), "nut-upsd",
                  "--confdir", root, "--statepath", root,
                  "--listen", f"tcp:{n_port}:interface=127.0.0.1:backlog=1024"],
                 n_port, env, os.path.join(root, "nutshim.out"), pin)
+        if "floor" in wanted:
+            servers["floor"] = Server(NAMES["floor"], [python, "-c", FLOOR_SERVER, str(f_port)], f_port, env,
+                                      os.path.join(root, "floor.log"), pin)
         procs.extend(servers.values())
-        for key, server in servers.items():
-            wait_for(f"{server.name} data",
-                     lambda server=server: ask(server.port, b"GET VAR ups ups.status\n").startswith(b"VAR "))
+        for server in servers.values():
+            port = server.port
+            wait_for(f"{server.name} data", lambda: ask(port, b"GET VAR ups ups.status\n").startswith(b"VAR "))
         version = ask(n_port, b"VER\n").decode().strip() if "nutshim" in servers else ""
-        print(f"sandbox {root}; pinned: {'servers on CPU 0, loadgen on CPU 1' if pin else 'no'}")
+        print(f"sandbox {root}; pinned: {'servers on CPU 0, loadgen on CPU 1' if pin else 'no'}; "
+              f"load average before: {os.getloadavg()[0]:.2f}")
         if version:
             print(f"nutshim: {version} ({python})")
         time.sleep(1.0)
         for key, server in servers.items():
-            res: Dict[str, object] = {"rss_idle_kib": rss_kib(server.proc.pid)}
-            results[key] = res
-            print(f"\n== {server.name} (port {server.port}), idle RSS {res['rss_idle_kib']} KiB")
-            for mode in ("steady", "connect"):
-                if mode not in modes:
-                    continue
-                for n in counts:
-                    r = loadgen(server.port, ["-m", mode, "-c", str(n), "-d", str(args.seconds)], pin,
-                                args.seconds + 90)
-                    res[f"{mode}_{n}"] = r
-                    print(f"{mode:8} {n:5} conns: {r['rps']:9.0f} req/s  p50 {fmt_us(r['p50_us']):>9}  "
-                          f"p99 {fmt_us(r['p99_us']):>9}  errors {r['errors']:.0f}  bad {r['bad']:.0f}")
-            if "list" in modes:
+            results[key] = {"rss_idle_kib": rss_kib(server.proc.pid)}
+            print(f"{server.name}: port {server.port}, idle RSS {results[key]['rss_idle_kib']} KiB")
+
+        # Request rates: every setting on every server in turn, repeated.
+        for mode in ("steady", "connect"):
+            if mode not in modes:
+                continue
+            for n in counts:
+                runs: Dict[str, List[Dict[str, float]]] = {key: [] for key in servers}
+                for _ in range(args.repeat):
+                    for key, server in servers.items():
+                        runs[key].append(loadgen(server.port, ["-m", mode, "-c", str(n), "-d", str(args.seconds)],
+                                                 pin, args.seconds + 90, server_pid=server.proc.pid))
+                for key in servers:
+                    r = results[key][f"{mode}_{n}"] = median_run(runs[key])
+                    print(f"{mode:8} {n:5} conns {NAMES[key]:15}: {r['rps']:9.0f} req/s "
+                          f"({r['rps_min']:.0f}-{r['rps_max']:.0f})  p50 {fmt_us(r['p50_us']):>9}  "
+                          f"p99 {fmt_us(r['p99_us']):>9}  server CPU {r.get('cpu_us', 0):.1f} µs/req  "
+                          f"errors {r['errors']:.0f}  bad {r['bad']:.0f}")
+        upsds = {k: v for k, v in servers.items() if k != "floor"}
+        if "list" in modes:
+            for key, server in upsds.items():
                 r = loadgen(server.port, ["-m", "list", "-d", str(args.seconds)], pin, args.seconds + 30)
-                res["list"] = r
-                print(f"list         1 client: {r['rps']:9.1f} LIST/s p50 {fmt_us(r['p50_us']):>9}  "
-                      f"p99 {fmt_us(r['p99_us']):>9}  ({r['bytes']:.0f} bytes)")
-            if "idle" in modes:
+                results[key]["list"] = r
+                print(f"list 1 blocking client {NAMES[key]:15}: {r['rps']:9.1f} LIST/s p50 "
+                      f"{fmt_us(r['p50_us']):>9}  p99 {fmt_us(r['p99_us']):>9}  ({r['bytes']:.0f} bytes)")
+        if "idle" in modes:
+            for key, server in upsds.items():
                 peak = [0]
 
                 def watch(server: Server = server) -> None:
@@ -277,20 +348,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
                 r = loadgen(server.port, ["-m", "idle", "-c", str(args.idle_conns), "-d", str(args.idle_seconds),
                                           "-i", str(args.idle_interval)], pin, args.idle_seconds + 200, watch)
-                res["idle"] = r
-                res["rss_idle_conns_kib"] = peak[0]
-                print(f"idle {args.idle_conns} conns (open {r['open']:.0f} in {r['open_s']:.1f} s), poll every "
-                      f"{args.idle_interval} ms: p50 {fmt_us(r['p50_us'])}  p99 {fmt_us(r['p99_us'])}  "
-                      f"max {fmt_us(r['max_us'])}  errors {r['errors']:.0f}  eofs {r['eofs']:.0f}  "
+                results[key]["idle"] = r
+                results[key]["rss_idle_conns_kib"] = peak[0]
+                print(f"idle {NAMES[key]}: {r['open']:.0f} of {args.idle_conns} open in {r['open_s']:.1f} s; "
+                      f"warm-up {r['warm_s']:.1f} s (p99 {fmt_us(r['warm_p99_us'])}, max {fmt_us(r['warm_max_us'])});"
+                      f" then polled every {args.idle_interval} ms for {args.idle_seconds:g} s: "
+                      f"p50 {fmt_us(r['p50_us'])}  p99 {fmt_us(r['p99_us'])}  max {fmt_us(r['max_us'])}  "
+                      f"errors {r['errors']:.0f}  eofs {r['eofs']:.0f}  late sends {r['late']:.0f}  "
                       f"RSS {peak[0]} KiB")
-                # Let the server see the 10,000 closes before the next run.
+                # Let the server see the closes before the next run.
                 time.sleep(3.0)
+        for server in servers.values():
             if server.proc.poll() is not None:
                 print(f"!! {server.name} exited with {server.proc.returncode}; see {server.log}")
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
         print_table(results, counts, modes, args)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"pinned": pin, "nutshim": version, "results": results}, f, indent=2)
+                json.dump({"pinned": pin, "nutshim": version, "args": vars(args), "results": results}, f, indent=2)
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -301,52 +376,79 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def print_table(results: Dict[str, Dict[str, object]], counts: Sequence[int], modes: Sequence[str],
                 args: argparse.Namespace) -> None:
-    if not results:
+    """
+    Side by side, as a Markdown table; the ratio is nutshim / NUT.
+    """
+    keys: List[str] = [k for k in ("nut", "nutshim", "floor") if k in results]
+    if not keys:
         return
-    keys = [k for k in ("nut", "nutshim") if k in results]
-    names = {"nut": "NUT 2.8.0 upsd", "nutshim": "nutshim"}
-    rows: List[List[str]] = [["measure", *[names[k] for k in keys]]]
-    if len(keys) == 2:
+    rows: List[List[str]] = [["measure", *[NAMES[k] for k in keys]]]
+    ratio = "nut" in results and "nutshim" in results
+    if ratio:
         rows[0].append("nutshim / NUT")
 
-    def add(label: str, values: List[Optional[float]], fmt: Callable[[float], str], ratio: bool) -> None:
-        row = [label] + [fmt(v) if v is not None else "-" for v in values]
-        if len(keys) == 2:
-            a, b = values
-            row.append(f"{b / a:.2f}×" if ratio and a and b is not None else "")
+    def run(k: str, key: str) -> Optional[Dict[str, float]]:
+        r = results[k].get(key)
+        return r if isinstance(r, dict) else None
+
+    def add(label: str, cells: Dict[str, str], quotient: Optional[float] = None) -> None:
+        row = [label] + [cells.get(k, "-") for k in keys]
+        if ratio:
+            row.append(f"{quotient:.2f}" if quotient is not None else "")
         rows.append(row)
 
-    def get(k: str, key: str, field: str) -> Optional[float]:
-        r = results[k].get(key)
-        return None if not isinstance(r, dict) else float(r[field])
+    def rate_row(label: str, key: str) -> None:
+        cells: Dict[str, str] = {}
+        for k in keys:
+            r = run(k, key)
+            if r is not None:
+                spread = f" ({r['rps_min']:,.0f}–{r['rps_max']:,.0f})" if r.get("runs", 1) > 1 else ""
+                cells[k] = f"{r['rps']:,.0f}{spread}"
+        a, b = run("nut", key), run("nutshim", key)
+        add(label, cells, b["rps"] / a["rps"] if a and b and a["rps"] else None)
+
+    def latency_row(label: str, key: str, fields: Sequence[str]) -> None:
+        cells: Dict[str, str] = {}
+        for k in keys:
+            r = run(k, key)
+            if r is not None:
+                cells[k] = " / ".join(fmt_us(r[f]) for f in fields)
+        add(label, cells)
 
     for mode in ("steady", "connect"):
         if mode not in modes:
             continue
-        label = "GET VAR" if mode == "steady" else "connect+GET+close"
+        label = "GET VAR, persistent" if mode == "steady" else "connect+GET+close"
         for n in counts:
-            add(f"{label}, {n} conns: req/s", [get(k, f"{mode}_{n}", "rps") for k in keys], lambda v: f"{v:,.0f}", True)
-            add(f"{label}, {n} conns: p50 / p99",
-                [None] * len(keys), str, False)
-            rows[-1][1:1 + len(keys)] = [
-                f"{fmt_us(get(k, f'{mode}_{n}', 'p50_us') or 0)} / {fmt_us(get(k, f'{mode}_{n}', 'p99_us') or 0)}"
-                for k in keys]
+            rate_row(f"{label}, {n} conns: req/s", f"{mode}_{n}")
+            latency_row(f"{label}, {n} conns: p50 / p99", f"{mode}_{n}", ("p50_us", "p99_us"))
+            cpu = {k: f"{r['cpu_us']:.1f} µs" for k in keys
+                   if (r := run(k, f"{mode}_{n}")) is not None and "cpu_us" in r}
+            a, b = run("nut", f"{mode}_{n}"), run("nutshim", f"{mode}_{n}")
+            add(f"{label}, {n} conns: server CPU per request", cpu,
+                b["cpu_us"] / a["cpu_us"] if a and b and a.get("cpu_us") and "cpu_us" in b else None)
     if "list" in modes:
-        add("LIST VAR, blocking client: p50", [get(k, "list", "p50_us") for k in keys], fmt_us, False)
-        add("LIST VAR, blocking client: p99", [get(k, "list", "p99_us") for k in keys], fmt_us, False)
+        latency_row("LIST VAR, blocking client: p50 / p99", "list", ("p50_us", "p99_us"))
     if "idle" in modes:
         n = args.idle_conns
-        add(f"{n} conns polled every {args.idle_interval / 1000:g} s: p99",
-            [get(k, "idle", "p99_us") for k in keys], fmt_us, False)
-        add(f"{n} conns: max latency", [get(k, "idle", "max_us") for k in keys], fmt_us, False)
-        add(f"{n} conns: errors + EOFs",
-            [(get(k, "idle", "errors") or 0) + (get(k, "idle", "eofs") or 0) for k in keys], lambda v: f"{v:.0f}",
-            False)
-    add("RSS idle", [float(results[k]["rss_idle_kib"]) for k in keys], lambda v: f"{v / 1024:.1f} MiB", True)  # type: ignore[arg-type]
+        opened = {k: f"{run(k, 'idle')['open_s']:.1f} s" for k in keys if run(k, "idle")}  # type: ignore[index]
+        add(f"{n} conns: time to open", opened)
+        latency_row(f"{n} conns: first poll of each, p99 / max", "idle", ("warm_p99_us", "warm_max_us"))
+        latency_row(f"{n} conns polled every {args.idle_interval / 1000:g} s: p50 / p99 / max", "idle",
+                    ("p50_us", "p99_us", "max_us"))
+        cells: Dict[str, str] = {}
+        for k in keys:
+            r = run(k, "idle")
+            if r is not None:
+                cells[k] = f"{r['errors'] + r['eofs']:.0f}"
+        add(f"{n} conns: errors + EOFs", cells)
+
+    def rss(key: str) -> Dict[str, str]:
+        return {k: f"{float(results[k][key]) / 1024:.1f} MiB" for k in keys if key in results[k]}  # type: ignore[arg-type]
+
+    add("RSS idle", rss("rss_idle_kib"))
     if "idle" in modes:
-        add(f"RSS with {args.idle_conns} conns",
-            [float(results[k].get("rss_idle_conns_kib", 0)) for k in keys],  # type: ignore[arg-type]
-            lambda v: f"{v / 1024:.1f} MiB", True)
+        add(f"RSS with {args.idle_conns} conns", rss("rss_idle_conns_kib"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print()
     for i, row in enumerate(rows):

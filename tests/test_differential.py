@@ -442,7 +442,7 @@ class Sandbox:
             except AssertionError:
                 raise AssertionError(f"{proc.args[0]} did not start:\n{proc.output()}")
         for ups in UPSES:
-            self.wait_both(f"data of {ups}", lambda r, ups=ups: r.startswith(b"VAR "), f"GET VAR {ups} driver.name\n")
+            self.wait_both(f"data of {ups}", lambda r: r.startswith(b"VAR "), f"GET VAR {ups} driver.name\n")
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -1306,7 +1306,7 @@ class NutToolsTests(DifferentialCase):
         for request, want in (("GET VAR sim ups.beeper.status\n", b'VAR sim ups.beeper.status "muted"\n'),
                               ("GET VAR sim ups.test.result\n", b'VAR sim ups.test.result "In progress"\n'),
                               ("GET VAR sim input.transfer.low\n", b'VAR sim input.transfer.low "215"\n')):
-            self.box.wait_both(request.strip(), lambda r, want=want: r == want, request, 10.0)
+            self.box.wait_both(request.strip(), want.__eq__, request, 10.0)
         out = self.both([UPSC], "sim")
         self.assertIn("ups.beeper.status: muted", out.splitlines())
         self.assertIn("ups.test.result: In progress", out.splitlines())

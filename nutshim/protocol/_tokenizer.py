@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Union
 
 __all__ = [
+    "plain_words",
     "MAX_WORDS",
     "MAX_WORD_LENGTH",
     "ParseError",
@@ -175,6 +176,27 @@ class _Machine:
         return ParseError(reason)
 
 
+def plain_words(line: bytes) -> Optional[List[str]]:
+    """
+    The words of a line that needs no state machine, or L{None}.
+
+    A plain line has only printable ASCII and whitespace, none of the
+    characters the machine treats specially (C{"}, C{\\}, C{#}, C{=}); its
+    words are what C{str.split} gives, within NUT's limits.  Such a line
+    splits the same way whatever came before it, unless the previous line
+    was continued.
+    """
+    if not _PLAIN.match(line):
+        return None
+    words = line.decode("ascii").split()
+    if len(words) > MAX_WORDS:
+        del words[MAX_WORDS:]
+    for i, word in enumerate(words):
+        if len(word) > MAX_WORD_LENGTH:
+            words[i] = word[:MAX_WORD_LENGTH]
+    return words
+
+
 class RequestTokenizer:
     """
     Split request lines (without their C{\\n}) into words.
@@ -207,14 +229,10 @@ class RequestTokenizer:
             continued with a trailing backslash and more is needed.
         """
         machine = self._machine
-        if machine.state == _START and not machine.words and _PLAIN.match(line):
-            words = line.decode("ascii").split()
-            if len(words) > MAX_WORDS:
-                del words[MAX_WORDS:]
-            for i, word in enumerate(words):
-                if len(word) > MAX_WORD_LENGTH:
-                    words[i] = word[:MAX_WORD_LENGTH]
-            return words
+        if machine.state == _START and not machine.words:
+            words = plain_words(line)
+            if words is not None:
+                return words
         result: Optional[Result] = None
         for result in machine.feed(line + b"\n"):
             # The appended newline finishes at most one line; a ParseError

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Deque, List, Optional, Union
 
-__all__ = ["ReplyCounter", "ReplySequencer"]
+__all__ = ["ReplyCounter", "ReplySequencer", "first_word"]
 
 _BEGIN = b"BEGIN LIST "
 _END = b"END LIST "
@@ -209,3 +209,12 @@ class ReplySequencer:
             item = self._queue.popleft()
             self._write(reply * item if isinstance(item, int) else item)
         return True
+
+
+def first_word(line: bytes) -> bytes:
+    """
+    The verb of a request line, upper-cased (NUT compares verbs without
+    regard to case); C{b""} for a blank line.
+    """
+    parts = line.split(None, 1)
+    return parts[0].upper() if parts else b""

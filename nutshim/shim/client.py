@@ -40,7 +40,9 @@ from zope.interface import implementer
 
 from nutshim.pki._certs import fingerprint_sha256, name_to_text
 from nutshim.protocol import NutError
-from nutshim.shim.relay import Front, RelayFactory, first_word
+from nutshim.shim._framing import first_word
+from nutshim.shim.factory import RelayFactory
+from nutshim.shim.relay import Front
 from nutshim.tls import negotiated
 
 __all__ = ["ClientShimFactory", "LegacyClientProtocol", "RemoteProtocol"]
@@ -107,6 +109,7 @@ class RemoteProtocol(LineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = 4096
     transport: Any
+    lost = False
 
     def __init__(self, front: "LegacyClientProtocol") -> None:
         self.front = front
@@ -184,6 +187,7 @@ class RemoteProtocol(LineReceiver):
         return f"{negotiated(self.transport)}, server {who}, protocol {self.version}"
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost = True
         timer, self._deadline = self._deadline, None
         if timer is not None and timer.active():
             timer.cancel()

@@ -1,7 +1,8 @@
 # -*- test-case-name: nutshim.test.test_shim -*-
 """
 What both STARTTLS shims share: a client-facing connection (L{Front}) spliced
-to one upstream connection (whatever L{RelayFactory.back_protocol} builds),
+to one upstream connection (whatever
+L{nutshim.shim.factory.RelayFactory.back_protocol} builds),
 with the properties RFC 9271's published shims lacked.
 
  - Requests are framed as lines (C{LineReceiver}, C{\\n}, a length cap),
@@ -10,20 +11,27 @@ with the properties RFC 9271's published shims lacked.
    earlier request.  Everything else is forwarded byte for byte.
  - Replies are a byte stream passed on as received, never rewritten or
    cut; L{ReplyCounter} only notes where replies end.
- - Back-pressure both ways, in the manner of
-   C{twisted.protocols.portforward}: a client that stops reading stops the
-   shim reading upsd I{and} forwarding that client's requests (so upsd
-   never blocks writing to the shim); an upstream that stops reading stops
-   the shim reading the client.  At most L{MAX_OUTSTANDING} requests per
-   client wait for upsd, and at most L{MAX_QUEUE} bytes of requests wait
-   for the upstream to become usable.  Memory per client is bounded.
+ - Back-pressure both ways, with producers registered on both transports
+   as in C{twisted.protocols.portforward}, adapted to a request/reply
+   protocol: an upstream that stops reading stops the shim reading the
+   client; a client that stops reading its replies stops the shim
+   forwarding its requests, and once every forwarded request has its reply
+   the shim stops reading upsd as well.  It does not stop reading upsd
+   earlier, because NUT's upsd writes with a blocking C{write()}: a reply
+   stuck in a full socket would freeze upsd for every client.  At most
+   L{MAX_OUTSTANDING} requests per client wait for upsd, so a slow client
+   costs at most that many replies of memory; at most L{MAX_QUEUE} bytes of
+   requests wait for the upstream to become usable.
  - Until the upstream is usable (connected; for the client shim, TLS
    confirmed), requests are queued, never sent: credentials cannot leak.
  - When upsd goes away between replies, every request still waiting is
    answered C{ERR DRIVER-NOT-CONNECTED} (the error upsd itself gives when
    the data source behind it is gone, and one every NUT client handles as
    "no data", including upsmon) and the client is disconnected; if it goes
-   away in the middle of a reply the client is only disconnected.
+   away in the middle of a reply the client is only disconnected.  A
+   client whose upstream never became usable gets that error for every
+   request during L{FAIL_LINGER} seconds, then the close (so that upsmon
+   reconnects, and finds the upstream again, on its next poll).
  - A client half-closing its side still gets every reply; C{LOGOUT} is
    upsd's business (it answers and closes, and the close is passed on).
  - Idle clients are dropped (L{RelayFactory.idle_timeout}) on the
@@ -32,19 +40,15 @@ with the properties RFC 9271's published shims lacked.
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Any, Callable, List, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
-    IAddress,
+    IDelayedCall,
     IHalfCloseableProtocol,
     IPushProducer,
-    IReactorTime,
-    IStreamClientEndpoint,
     ITCPTransport,
 )
-from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.policies import TimeoutMixin
@@ -52,19 +56,20 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from nutshim.protocol import NutError
+from nutshim.shim._address import describe_address
 from nutshim.shim._framing import ReplySequencer
 
+if TYPE_CHECKING:
+    from nutshim.shim.factory import RelayFactory
+
 __all__ = [
+    "FAIL_LINGER",
     "Front",
-    "RelayFactory",
-    "UpstreamProtocol",
     "MAX_LINE",
     "MAX_OUTSTANDING",
     "MAX_QUEUE",
-    "Network",
-    "allowed",
-    "describe_address",
-    "first_word",
+    "UPSTREAM_GONE",
+    "close",
 ]
 
 log = Logger()
@@ -73,58 +78,26 @@ log = Logger()
 MAX_LINE = 65536
 #: Requests per client forwarded and not yet answered before the shim stops
 #: reading that client.
-MAX_OUTSTANDING = 16
+MAX_OUTSTANDING = 8
 #: Bytes of requests per client held while the upstream is not yet usable.
 MAX_QUEUE = 65536
+#: Seconds a client whose upstream never became usable is answered
+#: L{UPSTREAM_GONE} before it is disconnected.
+FAIL_LINGER = 2.0
 #: The reply to requests that cannot reach upsd any more.
 UPSTREAM_GONE = NutError.DRIVER_NOT_CONNECTED.line
 
-Network = Any  # ipaddress.IPv4Network | ipaddress.IPv6Network
 
-
-def _ip(address: Optional[IAddress]) -> Optional[ipaddress._BaseAddress]:
-    host = getattr(address, "host", None)
-    if not host:
-        return None
+def close(transport: Any) -> None:
+    """
+    C{loseConnection}, after unregistering the relay's producer: a TLS
+    transport does not even start closing while a producer is registered.
+    """
     try:
-        ip = ipaddress.ip_address(str(host).split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def allowed(address: Optional[IAddress], networks: Sequence[Network]) -> bool:
-    """
-    Whether a peer may connect: always without C{--allow}, else when its IP
-    (an IPv4-mapped IPv6 address counts as IPv4) is in one of C{networks}.
-    """
-    if not networks:
-        return True
-    ip = _ip(address)
-    return ip is not None and any(ip in net for net in networks if ip.version == net.version)
-
-
-def describe_address(address: Optional[IAddress]) -> str:
-    """
-    C{1.2.3.4:5678} or C{[2001:db8::1]:5678}, IPv4-mapped addresses as IPv4.
-    """
-    ip = _ip(address)
-    port = getattr(address, "port", None)
-    if ip is None:
-        return str(address)
-    text = f"[{ip}]" if ip.version == 6 else str(ip)
-    return f"{text}:{port}" if port is not None else text
-
-
-def first_word(line: bytes) -> bytes:
-    """
-    The verb of a request line, upper-cased (NUT compares verbs without
-    regard to case); C{b""} for a blank line.
-    """
-    parts = line.split(None, 1)
-    return parts[0].upper() if parts else b""
+        transport.unregisterProducer()
+    except RuntimeError:
+        pass  # none registered (test transports say so)
+    transport.loseConnection()
 
 
 def _nodelay(transport: Any) -> None:
@@ -150,73 +123,6 @@ class _Valve:
         """The connection is going away; L{Front} handles closing."""
 
 
-class RelayFactory(Factory):
-    """
-    Settings and the upstream of one listener of a shim.
-
-    @ivar clock: timers (C{callLater}).
-    @ivar upstream: where each client's upstream connection goes.
-    @ivar upstream_name: C{HOST:PORT} of it, for the log.
-    @ivar allow: networks clients may connect from; empty: everyone.
-    @ivar idle_timeout: seconds without a request or reply before a client
-        is dropped; 0 or L{None}: never.
-    @ivar handshake_timeout: seconds TLS may take to become usable.
-    @ivar connections: the open client connections.
-    """
-
-    protocol: Any = None
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        upstream: IStreamClientEndpoint,
-        upstream_name: str,
-        allow: Sequence[Network] = (),
-        idle_timeout: Optional[float] = 300.0,
-        handshake_timeout: float = 10.0,
-    ) -> None:
-        self.clock = clock
-        self.upstream = upstream
-        self.upstream_name = upstream_name
-        self.allow = list(allow)
-        self.idle_timeout = idle_timeout
-        self.handshake_timeout = handshake_timeout
-        self.connections: Set[Front] = set()
-
-    def buildProtocol(self, addr: IAddress) -> Optional[Protocol]:
-        """
-        A L{Front} for an allowed peer; L{None} (the connection is closed at
-        once) for anyone else.
-        """
-        if not allowed(addr, self.allow):
-            log.warn(
-                "Refused {client}: not in --allow", client=describe_address(addr)
-            )
-            return None
-        proto = super().buildProtocol(addr)
-        return proto
-
-    def back_protocol(self, front: "Front") -> Protocol:
-        """
-        The protocol of C{front}'s upstream connection.
-        """
-        return UpstreamProtocol(front)
-
-    def connect_upstream(self, front: "Front") -> "Deferred[Any]":
-        """
-        Open C{front}'s upstream connection.
-        """
-        return self.upstream.connect(_OneShot(self.back_protocol(front)))
-
-
-class _OneShot(Factory):
-    def __init__(self, proto: Protocol) -> None:
-        self._proto = proto
-
-    def buildProtocol(self, addr: IAddress) -> Protocol:
-        return self._proto
-
-
 @implementer(IHalfCloseableProtocol)
 class Front(LineReceiver, TimeoutMixin):
     """
@@ -234,7 +140,7 @@ class Front(LineReceiver, TimeoutMixin):
 
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE
-    factory: RelayFactory
+    factory: "RelayFactory"
     transport: Any
 
     def __init__(self) -> None:
@@ -252,14 +158,16 @@ class Front(LineReceiver, TimeoutMixin):
         self._lost = False
         self._pauses: Set[str] = set()
         self._client_slow = False
+        self._upstream_paused = False
         self._connecting: Optional[Deferred[Any]] = None
+        self._linger: Optional[IDelayedCall] = None
         #: The upstream protocol once connected, usable or not.
         self._link: Optional[Any] = None
 
     # Life.
 
     def connectionMade(self) -> None:
-        self.callLater = self.factory.clock.callLater  # type: ignore[method-assign]
+        self.callLater = self.factory.clock.callLater  # type: ignore[method-assign,assignment]
         self.address = describe_address(self.transport.getPeer())
         self.factory.connections.add(self)
         _nodelay(self.transport)
@@ -271,7 +179,7 @@ class Front(LineReceiver, TimeoutMixin):
     def _connected(self, proto: Any) -> None:
         self._connecting = None
         self._link = proto
-        if self._lost:
+        if self._lost and not proto.lost:
             proto.transport.abortConnection()
 
     def _connect_failed(self, failure: Failure) -> None:
@@ -282,14 +190,16 @@ class Front(LineReceiver, TimeoutMixin):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._lost = True
         self.setTimeout(None)
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
         self.factory.connections.discard(self)
         connecting, self._connecting = self._connecting, None
         if connecting is not None:
             connecting.cancel()
         link = self._link
-        if link is not None and link.transport is not None:
+        if link is not None and link.transport is not None and not link.lost:
             if self._relaying:
-                link.transport.loseConnection()
+                close(link.transport)
             else:
                 link.transport.abortConnection()
         if self._relaying:
@@ -314,6 +224,8 @@ class Front(LineReceiver, TimeoutMixin):
         complete request, then close.  An unfinished last line is dropped.
         """
         self._eof = True
+        if self._gone is not None and self._front_ready:
+            self._fail()
         self._check_done()
 
     def writeConnectionLost(self) -> None:
@@ -327,7 +239,10 @@ class Front(LineReceiver, TimeoutMixin):
 
     def _pause(self, reason: str) -> None:
         if not self._pauses:
-            LineReceiver.pauseProducing(self)
+            if self._closing():
+                self.paused = True
+            else:
+                LineReceiver.pauseProducing(self)
         self._pauses.add(reason)
 
     def _resume(self, reason: str) -> None:
@@ -338,16 +253,30 @@ class Front(LineReceiver, TimeoutMixin):
             LineReceiver.resumeProducing(self)
 
     def _slow(self) -> None:
-        # The client is not reading replies: stop reading upsd, and stop
-        # sending it requests, or it would block writing to us.
+        # The client is not reading its replies: stop forwarding its
+        # requests.  upsd is still read until every forwarded request has
+        # its reply (at most MAX_OUTSTANDING of them): NUT's upsd writes
+        # with blocking write(), so a shim that stopped reading it with
+        # replies pending could freeze it for every client.
         self._client_slow = True
         self._pause("client-slow")
-        if self._relaying and self.back is not None:
+        self._hold_upstream()
+
+    def _hold_upstream(self) -> None:
+        if (
+            self._client_slow
+            and not self._upstream_paused
+            and self._relaying
+            and self.back is not None
+            and not self.sequencer.outstanding
+        ):
+            self._upstream_paused = True
             self.back.transport.pauseProducing()
 
     def _fast(self) -> None:
         self._client_slow = False
-        if self._relaying and self.back is not None:
+        if self._upstream_paused and self.back is not None:
+            self._upstream_paused = False
             self.back.transport.resumeProducing()
         self._resume("client-slow")
 
@@ -364,7 +293,7 @@ class Front(LineReceiver, TimeoutMixin):
         if self._relaying:
             self._request(line)
             return
-        if not self._queue and self._gone is None:
+        if not self._queue:
             # Nothing waits before it: the shim's own answer can go now.
             reply = self.intercept(line)
             if reply is not None:
@@ -418,6 +347,7 @@ class Front(LineReceiver, TimeoutMixin):
         self.sequencer.upstream(data)
         if self.sequencer.outstanding < MAX_OUTSTANDING:
             self._resume("outstanding")
+        self._hold_upstream()
         self._check_done()
 
     # The two halves meet.
@@ -456,13 +386,15 @@ class Front(LineReceiver, TimeoutMixin):
             _Valve(lambda: self._pause("upstream-full"), lambda: self._resume("upstream-full")),
             True,
         )
-        if self._client_slow:
-            back.transport.pauseProducing()
         self.relay_started()
+        # The queued lines go back in front of whatever is still unread,
+        # to be forwarded at the pace the limits allow.
         queue, self._queue, self._queued = self._queue, [], 0
-        for line in queue:
-            self._request(line)
-        self._resume("queue")
+        self._buffer = b"".join(line + b"\n" for line in queue) + self._buffer
+        self._pauses.discard("queue")
+        if not self._pauses:
+            LineReceiver.resumeProducing(self)
+        self._hold_upstream()
         self._check_done()
 
     def relay_started(self) -> None:
@@ -491,15 +423,29 @@ class Front(LineReceiver, TimeoutMixin):
     def _fail(self) -> None:
         """
         Answer what can be answered with L{UPSTREAM_GONE}, then close.
+
+        A client that never got through is answered for L{FAIL_LINGER}
+        seconds before the close, from its first request on (a close alone
+        reads as "server disconnected", and tools such as upscmd go on
+        after an error to USERNAME).
         """
         if self._closing():
             return
-        clean = self.sequencer.fail_outstanding(UPSTREAM_GONE)
-        if clean:
-            queue, self._queue, self._queued = self._queue, [], 0
-            for line in queue:
-                self.sequencer.local(self.intercept(line) or UPSTREAM_GONE)
-        self.transport.loseConnection()
+        if self._relaying or self._eof:
+            if self.sequencer.fail_outstanding(UPSTREAM_GONE):
+                self._answer_queue()
+            close(self.transport)
+            return
+        if not self._queue:
+            return  # wait for the first request
+        self._answer_queue()
+        if self._linger is None:
+            self._linger = self.factory.clock.callLater(FAIL_LINGER, close, self.transport)
+
+    def _answer_queue(self) -> None:
+        queue, self._queue, self._queued = self._queue, [], 0
+        for line in queue:
+            self.sequencer.local(self.intercept(line) or UPSTREAM_GONE)
 
     def _check_done(self) -> None:
         """
@@ -509,23 +455,5 @@ class Front(LineReceiver, TimeoutMixin):
             return
         if self.sequencer.idle and b"\n" not in self._buffer:
             if self.back is not None:
-                self.back.transport.loseConnection()
-            self.transport.loseConnection()
-
-
-class UpstreamProtocol(Protocol):
-    """
-    The plaintext connection to upsd: every byte to L{Front.upstream_data}.
-    """
-
-    def __init__(self, front: Front) -> None:
-        self.front = front
-
-    def connectionMade(self) -> None:
-        self.front.upstream_ready(self)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.front.upstream_data(data)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.front.upstream_lost(reason.getErrorMessage() if reason is not None else "closed")
+                close(self.back.transport)
+            close(self.transport)

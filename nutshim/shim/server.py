@@ -35,7 +35,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from nutshim.protocol import NutError
-from nutshim.shim.relay import Front, RelayFactory, describe_address, first_word
+from nutshim.shim._address import describe_address
+from nutshim.shim._framing import first_word
+from nutshim.shim.factory import RelayFactory
+from nutshim.shim.relay import Front, close
 from nutshim.tls import (
     PeerIdentity,
     describe_handshake_failure,
@@ -108,7 +111,7 @@ class ServerShimProtocol(Front):
         Half-closed in plaintext: there is nothing to answer but errors.
         """
         if self.tls is None:
-            self.transport.loseConnection()
+            close(self.transport)
         else:
             super().readConnectionLost()
 

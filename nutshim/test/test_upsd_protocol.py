@@ -5,16 +5,18 @@ back-pressure, over C{StringTransport} and C{Clock}.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet import tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from nutshim.test.test_engine import build
+from nutshim.upsd import protocol as protocol_module
 from nutshim.upsd.protocol import UpsdProtocol, is_loopback
 from nutshim.upsd.service import UpsdFactory
 
@@ -218,3 +220,143 @@ class ChunkingTests(SynchronousTestCase):
             ("bogus", False),
         ]:
             self.assertEqual(is_loopback(ip), expected, ip)
+
+
+class _FakeSocket:
+    """
+    Just enough of a socket for L{tcp.Connection}: C{send} takes at most
+    C{room} bytes (or raises C{error}) and records what it took.
+    """
+
+    def __init__(self) -> None:
+        self.sent = b""
+        self.room: int = 1 << 20
+        self.error: Optional[OSError] = None
+
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return 99
+
+    def setsockopt(self, *args: object) -> None:
+        pass
+
+    def send(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        taken = bytes(data[: self.room])
+        self.sent += taken
+        return len(taken)
+
+
+class _FakeTCP(tcp.Connection):
+    def getPeer(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 40000)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 3493)
+
+
+class FastPathTests(SynchronousTestCase):
+    """
+    The hot path: parsed plain lines are shared, and on plain TCP replies go
+    straight to the socket when nothing is queued, without changing what
+    the client receives or in which order.
+    """
+
+    def setUp(self) -> None:
+        self.engine, self.driver, _ = build()
+        self.factory = UpsdFactory(self.engine, Clock())
+
+    def tcp_connect(self) -> Tuple[UpsdProtocol, _FakeTCP, _FakeSocket]:
+        proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        assert isinstance(proto, UpsdProtocol)
+        sock = _FakeSocket()
+        transport = _FakeTCP(sock, proto, MemoryReactor())  # type: ignore[arg-type]
+        transport.connected = 1
+        proto.makeConnection(transport)
+        return proto, transport, sock
+
+    def queued(self, transport: _FakeTCP) -> bytes:
+        return transport.dataBuffer + b"".join(transport._tempDataBuffer)
+
+    def test_direct(self) -> None:
+        """
+        With nothing queued, the replies of one read go to the socket in
+        one C{send}, and nothing is queued.
+        """
+        proto, transport, sock = self.tcp_connect()
+        proto.dataReceived(b"NETVER\nGET VAR fake battery.charge\n")
+        self.assertEqual(sock.sent, b'1.3\nVAR fake battery.charge "90"\n')
+        self.assertEqual(self.queued(transport), b"")
+
+    def test_partial(self) -> None:
+        """
+        What the socket does not take is queued, in order.
+        """
+        proto, transport, sock = self.tcp_connect()
+        sock.room = 5
+        proto.dataReceived(b"GET VAR fake battery.charge\n")
+        self.assertEqual(sock.sent, b"VAR f")
+        self.assertEqual(self.queued(transport), b'ake battery.charge "90"\n')
+        # Something is queued now: the next reply queues behind it.
+        sock.room = 1 << 20
+        proto.dataReceived(b"NETVER\n")
+        self.assertEqual(sock.sent, b"VAR f")
+        self.assertEqual(self.queued(transport), b'ake battery.charge "90"\n1.3\n')
+
+    def test_would_block_or_lost(self) -> None:
+        """
+        A full socket, or one that is gone, leaves the reply to C{write}.
+        """
+        for error in (BlockingIOError(), ConnectionResetError()):
+            proto, transport, sock = self.tcp_connect()
+            sock.error = error
+            proto.dataReceived(b"NETVER\n")
+            self.assertEqual(self.queued(transport), b"1.3\n")
+
+    def test_tls_queues(self) -> None:
+        """
+        Once TLS is on, replies go through the transport as usual.
+        """
+        proto, transport, sock = self.tcp_connect()
+        transport.TLS = True
+        writes: list[bytes] = []
+        transport.write = writes.append  # type: ignore[method-assign]
+        proto.dataReceived(b"NETVER\n")
+        self.assertEqual(sock.sent, b"")
+        self.assertEqual(writes, [b"1.3\n"])
+
+    def test_logout_closes(self) -> None:
+        """
+        LOGOUT's reply is sent before the connection closes.
+        """
+        proto, transport, sock = self.tcp_connect()
+        proto.dataReceived(b"LOGOUT\n")
+        self.assertEqual(sock.sent, b"OK Goodbye\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_shared_parse_respects_continuation(self) -> None:
+        """
+        A line parsed on one connection is reused on another, but not as the
+        second half of a continued line.
+        """
+        first, tr1 = connect(self.factory)
+        first.dataReceived(b"NETVER\nbattery.charge\n")
+        second, tr2 = connect(self.factory)
+        second.dataReceived(b"GET VAR fake \\\nNETVER\nGET VAR fake \\\nbattery.charge\nNETVER\n")
+        self.assertEqual(tr2.value(), b'ERR VAR-NOT-SUPPORTED\nVAR fake battery.charge "90"\n1.3\n')
+
+    def test_shared_parse_bounded(self) -> None:
+        """
+        The shared table of parsed lines stays bounded; long lines are not
+        kept.
+        """
+        proto, tr = connect(self.factory)
+        proto.dataReceived(b"".join(b"GET VAR fake v%d\n" % i for i in range(3000)))
+        self.assertLessEqual(len(protocol_module._PARSED), protocol_module._PARSED_MAX)
+        long_line = b"GET VAR fake " + b"x" * 400
+        proto.dataReceived(long_line + b"\n")
+        self.assertNotIn(long_line, protocol_module._PARSED)
+        self.assertEqual(tr.value().count(b"ERR VAR-NOT-SUPPORTED\n"), 3001)

@@ -3,8 +3,9 @@
 One client connection of the Attachment Daemon: thin glue around the engine.
 
 The parts NUT gets wrong are fixed here, at the transport:
- - replies are written with one C{write} per reply (a LIST is one write) and
-   with TCP_NODELAY, so nothing waits on the client's delayed ACK;
+ - the replies to one read are sent together (a LIST is one piece), with
+   TCP_NODELAY, so nothing waits on the client's delayed ACK; on plain TCP
+   they go straight to the socket when nothing is queued;
  - the connection is registered as a streaming producer of the transport,
    so a client that stops reading stops being read: its unsent output stays
    bounded by the transport's buffer and nobody else waits;
@@ -20,9 +21,11 @@ The parts NUT gets wrong are fixed here, at the transport:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener, ITCPTransport
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -30,6 +33,8 @@ from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from nutshim.protocol import ParseError, RequestTokenizer, parse_request
+from nutshim.protocol._tokenizer import plain_words
+from nutshim.protocol.commands import Request
 from nutshim.protocol.errors import NutError
 from nutshim.tls import PeerIdentity, describe_handshake_failure, negotiated, peer_identity
 from nutshim.upsd.engine import Action, Engine
@@ -38,6 +43,12 @@ from nutshim.upsd.registry import Session
 __all__ = ["UpsdProtocol", "is_loopback", "peer_ip"]
 
 log = Logger()
+
+#: Parsed plain request lines, shared by all connections (requests are
+#: immutable); bounded in count and line length.
+_PARSED: Dict[bytes, Request] = {}
+_PARSED_MAX = 1024
+_PARSED_LINE_MAX = 256
 
 
 def peer_ip(address: IAddress) -> str:
@@ -48,6 +59,7 @@ def peer_ip(address: IAddress) -> str:
     return str(host) if host else "unknown"
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(ip: str) -> bool:
     """
     Whether C{ip} is this host (127/8, ::1, or IPv4-mapped 127/8).
@@ -83,6 +95,12 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
 
     def __init__(self) -> None:
         self._tokenizer = RequestTokenizer()
+        #: Replies to the requests of the current read, sent together.
+        self._out: List[bytes] = []
+        #: Whether replies may go straight to the socket (plain TCP).
+        self._direct = False
+        #: Whether the last line ended with a continuation backslash.
+        self._continued = False
         self._close_pending = False
         self._discarding = False
         self._rest = b""
@@ -108,6 +126,7 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
                 self.transport.setTcpNoDelay(True)
             except OSError:
                 pass
+        self._direct = isinstance(self.transport, tcp.Connection) and hasattr(self.transport, "_tempDataLen")
         # Back-pressure: stop reading a client whose replies are not read.
         self.transport.registerProducer(self, True)
         self.setTimeout(self.factory.idle_timeout or None)
@@ -143,10 +162,15 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
             data = data[end + 1 :]
             if not data:
                 return
+        if b"\n" in data:
+            # A complete request (even a bad one) proves the client alive,
+            # as in NUT; once per read is enough.
+            self.resetTimeout()
         super().dataReceived(data)
         while self._rest and not self.transport.disconnecting and not self._discarding:
             rest, self._rest = self._rest, b""
             super().dataReceived(rest)
+        self._flush()
         if self._close_pending and not self.transport.disconnecting:
             # NUT closes after LOGOUT unless more requests came in the same
             # read; those keep the connection open.
@@ -159,7 +183,8 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
             limit=self.MAX_LENGTH,
         )
         self._tokenizer.reset()
-        self.transport.write(NutError.TOO_LONG.line)
+        self._continued = False
+        self._out.append(NutError.TOO_LONG.line)
         end = line.find(b"\n")
         if end < 0:
             self._discarding = True
@@ -167,26 +192,84 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
             self._rest = line[end + 1 :]
 
     def lineReceived(self, line: bytes) -> None:
-        self.resetTimeout()
         self._close_pending = False
+        request = _PARSED.get(line)
+        if request is None or self._continued:
+            request = self._parse(line)
+            if request is None:
+                return
+        reply, action = self.factory.engine.handle(self.session, request)
+        self._out.append(reply)
+        if action is Action.CLOSE:
+            self._close_pending = True
+        elif action is Action.START_TLS:
+            self._start_tls()
+
+    def _parse(self, line: bytes) -> Optional[Request]:
+        """
+        Tokenize and parse one line; L{None} if there is nothing to answer
+        yet (a continued line) or the reply is already queued (a parse
+        error).  Plain lines (most requests) are remembered: they parse the
+        same way on every connection.
+        """
+        if not self._continued and len(line) <= _PARSED_LINE_MAX:
+            words = plain_words(line)
+            if words is not None:
+                request = parse_request(words)
+                if len(_PARSED) >= _PARSED_MAX:
+                    _PARSED.clear()
+                _PARSED[line] = request
+                return request
         result = self._tokenizer.line(line)
+        self._continued = result is None
         if result is None:
-            return  # continued on the next line
+            return None  # continued on the next line
         if isinstance(result, ParseError):
             log.debug(
                 "Parse error from {address}: {reason}",
                 address=self.session.address,
                 reason=result.reason,
             )
-            self.transport.write(NutError.INVALID_ARGUMENT.line)
+            self._out.append(NutError.INVALID_ARGUMENT.line)
+            return None
+        return parse_request(result)
+
+    def _flush(self) -> None:
+        """
+        Send the replies of this read in one piece.
+
+        On plain TCP with nothing already queued, straight to the socket:
+        Twisted's C{write} would queue them and register for writability,
+        costing two C{epoll_ctl} calls and a reactor iteration per reply
+        (most of the daemon's time under load).  Whatever the socket does
+        not take goes through C{write}, which keeps the order and the
+        back-pressure (the registered streaming producer).
+        """
+        out = self._out
+        if not out:
             return
-        request = parse_request(result)
-        reply, action = self.factory.engine.handle(self.session, request)
-        self.transport.write(reply)
-        if action is Action.CLOSE:
-            self._close_pending = True
-        elif action is Action.START_TLS:
-            self._start_tls()
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self._out = []
+        transport = self.transport
+        if (
+            self._direct
+            and not transport.TLS
+            and not transport.dataBuffer
+            and not transport._tempDataLen
+            and transport.connected
+            and not transport.disconnecting
+        ):
+            try:
+                sent = transport.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                # The connection is lost: write() lets doWrite report it.
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
     # TLS.
 
@@ -200,12 +283,15 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         while other clients are served, and must finish within
         C{factory.tls_handshake_timeout} seconds.
         """
+        # The replies so far (OK STARTTLS last) go out in plaintext.
+        self._flush()
         options = self.factory.tls_options()
         self._tls_minimum = getattr(options, "minimum_version", "1.3")
         self.session.tls = True
         dropped = self.clearLineBuffer()
         self._rest = b""
         self._tokenizer.reset()
+        self._continued = False
         if dropped:
             self._tls_state = "failed"
             log.warn(

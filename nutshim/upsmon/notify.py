@@ -88,9 +88,9 @@ class Notifier:
         message = format_message(self._conf.message(notify_type), system)
         flags = self._conf.flags(notify_type)
         if "SYSLOG" in flags:
-            self.log.warn("{message}", message=message, notify_type=notify_type, ups=system)
+            self.log.warn("{text}", text=message, notify_type=notify_type, ups=system)
         else:
-            self.log.debug("{notify_type} ({ups}): {message}", message=message,
+            self.log.debug("{notify_type} ({ups}): {text}", text=message,
                            notify_type=notify_type, ups=system)
         if "WALL" in flags:
             self._track(self._runner.run([self._wall], self._env(), (message + "\n").encode()))

@@ -1,0 +1,117 @@
+# -*- test-case-name: nutshim.test.test_shim -*-
+"""
+The listener side of a shim (L{RelayFactory}: settings, access list, how
+each client's upstream connection is opened) and the plain upstream
+connection to a legacy upsd (L{UpstreamProtocol}).
+
+Opening the upstream goes through an injected
+L{IStreamClientEndpoint}, so the tests connect it in memory and the
+daemons use a L{HostnameEndpoint} (IPv4 and IPv6, either address family).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Set
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from nutshim.shim._address import Network, allowed, describe_address
+from nutshim.shim.relay import Front
+
+__all__ = ["RelayFactory", "UpstreamProtocol"]
+
+log = Logger()
+
+
+class RelayFactory(Factory):
+    """
+    Settings and the upstream of one listener of a shim.
+
+    @ivar clock: timers (C{callLater}).
+    @ivar upstream: where each client's upstream connection goes.
+    @ivar upstream_name: C{HOST:PORT} of it, for the log.
+    @ivar allow: networks clients may connect from; empty: everyone.
+    @ivar idle_timeout: seconds without a request or reply before a client
+        is dropped; 0 or L{None}: never.
+    @ivar handshake_timeout: seconds TLS may take to become usable.
+    @ivar connections: the open client connections.
+    """
+
+    protocol: Any = None
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        upstream: IStreamClientEndpoint,
+        upstream_name: str,
+        allow: Sequence[Network] = (),
+        idle_timeout: Optional[float] = 300.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        self.clock = clock
+        self.upstream = upstream
+        self.upstream_name = upstream_name
+        self.allow = list(allow)
+        self.idle_timeout = idle_timeout
+        self.handshake_timeout = handshake_timeout
+        self.connections: Set[Front] = set()
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> Optional[Protocol]:
+        """
+        A L{Front} for an allowed peer; L{None} (the connection is closed at
+        once) for anyone else.
+        """
+        if not allowed(addr, self.allow):
+            log.warn(
+                "Refused {client}: not in --allow", client=describe_address(addr)
+            )
+            return None
+        proto: Optional[Protocol] = super().buildProtocol(addr)  # type: ignore[assignment]
+        return proto
+
+    def back_protocol(self, front: "Front") -> Protocol:
+        """
+        The protocol of C{front}'s upstream connection.
+        """
+        return UpstreamProtocol(front)
+
+    def connect_upstream(self, front: "Front") -> "Deferred[Any]":
+        """
+        Open C{front}'s upstream connection.
+        """
+        return self.upstream.connect(_OneShot(self.back_protocol(front)))
+
+
+class _OneShot(Factory):
+    noisy = False
+
+    def __init__(self, proto: Protocol) -> None:
+        self._proto = proto
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
+        return self._proto
+
+
+class UpstreamProtocol(Protocol):
+    """
+    The plaintext connection to upsd: every byte to L{Front.upstream_data}.
+    """
+
+    lost = False
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+
+    def connectionMade(self) -> None:
+        self.front.upstream_ready(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.front.upstream_data(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost = True
+        self.front.upstream_lost(reason.getErrorMessage() if reason is not None else "closed")

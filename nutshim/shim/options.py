@@ -1,0 +1,161 @@
+# -*- test-case-name: nutshim.test.test_shim -*-
+"""
+The command-line options both shims share, spelt the same way in both, and
+their checks.
+
+Everything that can be wrong with the options -- an unreadable or expired
+certificate, a bad pin, a malformed address or network -- is found while
+the options are parsed, so twistd stops with one line naming the option
+instead of every client failing later.  The private key is read here too,
+before twistd binds port 401 and drops privileges (C{--uid}/C{--gid}), so
+the key file can stay readable by root only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, List, Sequence, Tuple
+
+from twisted.python import usage
+
+__all__ = [
+    "ShimOptions",
+    "parse_hostport",
+    "parse_network",
+    "parse_seconds",
+    "with_backlog",
+    "BACKLOG",
+]
+
+#: Listen backlog added to tcp/tcp6 endpoints that do not give one: the
+#: default 50 makes a burst of clients wait for SYN retries.
+BACKLOG = 1024
+
+
+def parse_hostport(text: str, default_port: int) -> Tuple[str, int]:
+    """
+    C{HOST}, C{HOST:PORT}, C{[V6]:PORT} or a bare IPv6 address.
+
+    @raise usage.UsageError: for an empty host or a bad port.
+    """
+    host, port = text.strip(), str(default_port)
+    if host.startswith("["):
+        inner, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise usage.UsageError(f"{text!r}: expected [IPv6]:PORT")
+        host, port = inner, rest[1:] or port
+    elif host.count(":") == 1:
+        host, port = host.split(":")
+    if not host:
+        raise usage.UsageError(f"{text!r}: no host")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not 0 < number < 65536:
+        raise usage.UsageError(f"{text!r}: bad port {port!r}")
+    return host, number
+
+
+def format_hostport(host: str, port: int) -> str:
+    """The inverse of L{parse_hostport}."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_network(text: str) -> Any:
+    """
+    A network (C{192.0.2.0/24}, C{2001:db8::/32}) or one address.
+
+    @raise usage.UsageError: naming the value.
+    """
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError as e:
+        raise usage.UsageError(f"--allow {text!r}: {e}") from None
+
+
+def parse_seconds(text: str) -> float:
+    """
+    A non-negative number of seconds.
+    """
+    value = float(text)
+    if value < 0:
+        raise ValueError("negative")
+    return value
+
+
+parse_seconds.coerceDoc = "Seconds."  # type: ignore[attr-defined]
+
+
+def with_backlog(endpoint: str) -> str:
+    """
+    C{endpoint} with C{backlog=BACKLOG} added if it is a tcp/tcp6 server
+    endpoint without one.
+    """
+    kind = endpoint.split(":", 1)[0]
+    if kind in ("tcp", "tcp6") and "backlog=" not in endpoint:
+        return f"{endpoint}:backlog={BACKLOG}"
+    return endpoint
+
+
+def _min_tls(text: str) -> str:
+    if text not in ("1.2", "1.3"):
+        raise ValueError("must be 1.2 or 1.3")
+    return text
+
+
+_min_tls.coerceDoc = "1.2 or 1.3."  # type: ignore[attr-defined]
+
+
+class ShimOptions(usage.Options):
+    """
+    The options of both shims.  Subclasses set C{default_listen},
+    C{default_upstream} and C{default_port}, and add their own.
+    """
+
+    default_listen: Sequence[str] = ()
+    default_upstream = "127.0.0.1:3493"
+    default_port = 3493
+
+    optParameters: List[Any] = [
+        ["upstream", None, None, "Where to relay to, HOST[:PORT]."],
+        ["certfile", None, None, "PEM: certificate, chain and private key (nutshim-pki writes these)."],
+        ["cafile", None, None, "PEM: the CA certificate(s) the peer's certificate must chain to."],
+        ["min-tls", None, "1.3", "Oldest TLS version accepted: 1.2 or 1.3.", _min_tls],
+        ["idle-timeout", None, 300.0,
+         "Drop a client after this many seconds without a request or reply (0: never).",
+         parse_seconds],
+        ["handshake-timeout", None, 10.0,
+         "Seconds for TLS to become usable on a new connection.", parse_seconds],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["allow"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        Listen on this endpoint (repeatable), e.g. tcp:401,
+        tcp6:401:interface=\\:\\:, systemd:domain=INET6:index=0.
+        """
+        self["listen"].append(endpoint)
+
+    def opt_allow(self, network: str) -> None:
+        """
+        Accept clients from this network only (repeatable; CIDR or one
+        address). Default: everyone who can reach the listener.
+        """
+        self["allow"].append(parse_network(network))
+
+    def check_common(self) -> None:
+        """
+        Fill in the defaults: the listeners (with C{explicit_listen} saying
+        whether they were given) and the upstream address.
+        """
+        self["explicit_listen"] = bool(self["listen"])
+        if not self["listen"]:
+            self["listen"] = list(self.default_listen)
+        self["listen"] = [with_backlog(e) for e in self["listen"]]
+        if self["handshake-timeout"] <= 0:
+            raise usage.UsageError("--handshake-timeout must be more than 0")

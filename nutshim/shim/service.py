@@ -1,0 +1,95 @@
+# -*- test-case-name: nutshim.test.test_shim -*-
+"""
+The listeners of a shim, bound in C{privilegedStartService}: before twistd
+drops privileges (C{--uid}/C{--gid}), so port 401 can be bound by root (or
+with C{CAP_NET_BIND_SERVICE}) and served as an unprivileged user.
+
+A listener the administrator asked for (C{--listen}) that cannot be bound
+stops the shim.  The defaults are tried all, and one may fail: on Linux a
+C{tcp6} listener on C{::} already takes IPv4 too, so the matching C{tcp}
+listener on 0.0.0.0 finds its port in use; without IPv6, the C{tcp6} one
+fails instead.  Either way the shim serves, and says which listener it
+skipped and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Sequence, Tuple
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+__all__ = ["ListenerService"]
+
+log = Logger()
+
+
+class ListenerError(Exception):
+    """A required listener could not be bound."""
+
+
+class ListenerService(Service):
+    """
+    Listen on endpoint strings, each with its factory.
+
+    @ivar groups: C{(factory, endpoints, explicit)}: at least one endpoint
+        of each group must be bound; with C{explicit}, all of them.
+    @ivar ports: what is listening.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        groups: Sequence[Tuple[Factory, Sequence[str], bool]],
+        banner: Sequence[str] = (),
+    ) -> None:
+        self.reactor = reactor
+        self.banner = list(banner)
+        self.groups = [(f, list(e), x) for f, e, x in groups]
+        self.ports: List[IListeningPort] = []
+
+    def privilegedStartService(self) -> None:
+        """
+        Bind every listener now (synchronously for TCP and systemd
+        endpoints), or raise L{ListenerError} so that twistd exits.
+        """
+        super().privilegedStartService()
+        for line in self.banner:
+            log.info("{line}", line=line)
+        for factory, endpoints, explicit in self.groups:
+            bound = 0
+            failures: List[str] = []
+            for description in endpoints:
+                result: List[Any] = []
+                d = serverFromString(self.reactor, description).listen(factory)
+                d.addBoth(result.append)
+                if not result:
+                    raise ListenerError(f"{description}: listening did not finish at once")
+                if isinstance(result[0], Failure):
+                    failures.append(f"{description}: {result[0].getErrorMessage()}")
+                    continue
+                self.ports.append(result[0])
+                bound += 1
+                log.info("Listening on {endpoint}", endpoint=description)
+            if failures and (explicit or not bound):
+                self.stopListening()
+                raise ListenerError("cannot listen on " + "; ".join(failures))
+            for failure in failures:
+                log.info("Default listener skipped, the others serve: {failure}",
+                         failure=failure)
+
+    def stopListening(self) -> "Deferred[Any]":
+        """
+        Close every listener.
+        """
+        ports, self.ports = self.ports, []
+        return DeferredList([d for d in (p.stopListening() for p in ports) if d is not None])
+
+    def stopService(self) -> "Deferred[Any]":
+        super().stopService()
+        return self.stopListening()

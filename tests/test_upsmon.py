@@ -1,0 +1,347 @@
+"""
+nut-upsmon (the installed C{twistd nut-upsmon}) against real servers and
+next to Debian's NUT 2.8.0 upsmon: the shutdown story of RFC 9271
+Appendix B with Primaries and Secondaries of both kinds, over TLS, and
+the loss of contact (NOCOMM, DEADTIME).
+
+Every SHUTDOWNCMD and NOTIFYCMD is a harmless script that records what it
+got: C{NOTIFYTYPE|UPSNAME|message} lines, and the time of the shutdown.
+Blocking by design, like the rest of tests/: real processes, real
+sockets, bounded waits.  A missing NUT binary skips, except in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+import time
+from typing import Dict, List, Optional
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.harness import (
+    NUT_BIN,
+    Process,
+    free_port,
+    nut_env,
+    nutshim_daemon,
+    private_run,
+    query,
+    real_driver,
+    real_upsd,
+    require,
+    run,
+    twistd,
+    wait_for,
+    write,
+)
+
+UPSD_USERS = """
+[monpri]
+  password = pripw
+  upsmon primary
+[monsec]
+  password = secpw
+  upsmon secondary
+"""
+
+#: OL long enough for every monitor to log in, then OB, then OB LB.
+OUTAGE_SEQ = """
+ups.mfr: Acme
+ups.model: Outage
+battery.charge: 100
+ups.status: OL
+TIMER 12
+ups.status: OB DISCHRG
+battery.charge: 60
+TIMER 4
+ups.status: OB DISCHRG LB
+battery.charge: 10
+TIMER 600
+"""
+
+#: OL, then on battery for good: for the loss-of-contact tests.
+ONBATT_SEQ = """
+ups.status: OL
+TIMER 3
+ups.status: OB
+TIMER 600
+"""
+
+NOTIFY_SH = """#!/bin/sh
+# $1: the record file; $2: the message (NUT passes it as the last word).
+echo "$NOTIFYTYPE|${UPSNAME-}|$2" >> "$1"
+"""
+
+SHUTDOWN_SH = """#!/bin/sh
+date +%s.%N > "$1"
+"""
+
+ALL_TYPES = ("ONLINE", "ONBATT", "LOWBATT", "FSD", "COMMOK", "COMMBAD", "SHUTDOWN",
+             "REPLBATT", "NOCOMM")
+
+
+class Monitors:
+    """
+    The directory of one test: the server's configuration, the scripts,
+    and one sub-directory per monitor with its records.
+    """
+
+    def __init__(self, case: SynchronousTestCase) -> None:
+        self.case = case
+        self.dir = os.path.abspath(case.mktemp())
+        os.makedirs(self.dir)
+        write(os.path.join(self.dir, "upsd.users"), UPSD_USERS, 0o640)
+        self.notify_sh = write(os.path.join(self.dir, "notify.sh"), NOTIFY_SH, 0o755)
+        self.shutdown_sh = write(os.path.join(self.dir, "shutdown.sh"), SHUTDOWN_SH, 0o755)
+        self.procs: Dict[str, Process] = {}
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.dir, *parts)
+
+    def conf(self, tag: str, port: int, user: str, role: str, extra: str = "") -> str:
+        """upsmon.conf for monitor C{tag}; records go to C{tag}/."""
+        mdir = self.path(tag)
+        os.makedirs(mdir, exist_ok=True)
+        password = "pripw" if user == "monpri" else "secpw"
+        flags = "".join(f"NOTIFYFLAG {t} SYSLOG+EXEC\n" for t in ALL_TYPES)
+        text = textwrap.dedent(
+            f"""\
+            RUN_AS_USER root
+            MONITOR sim@127.0.0.1:{port} 1 {user} {password} {role}
+            MINSUPPLIES 1
+            SHUTDOWNCMD "{self.shutdown_sh} {mdir}/shutdown"
+            NOTIFYCMD "{self.notify_sh} {mdir}/notify"
+            POLLFREQ 1
+            POLLFREQALERT 1
+            HOSTSYNC 15
+            DEADTIME 6
+            FINALDELAY 1
+            NOCOMMWARNTIME 1
+            POWERDOWNFLAG {mdir}/killpower
+            """
+        ) + flags + extra
+        return write(os.path.join(mdir, "upsmon.conf"), text, 0o600)
+
+    def nutshim(self, tag: str, port: int, user: str, role: str, extra: str = "") -> Process:
+        """Start nut-upsmon (the installed package) as monitor C{tag}."""
+        path = self.conf(tag, port, user, role, extra)
+        proc = Process([twistd(), "-n", "--pidfile=", "nut-upsmon", "--config", path],
+                       self.path(tag, "daemon.log"), env=nut_env(self.path(tag)))
+        self.case.addCleanup(proc.stop)
+        self.procs[tag] = proc
+        return proc
+
+    def nut(self, tag: str, port: int, user: str, role: str, extra: str = "") -> Process:
+        """Start Debian's real upsmon as monitor C{tag}."""
+        upsmon = os.path.join(NUT_BIN, "upsmon")
+        require(upsmon, "unshare")
+        self.conf(tag, port, user, role, extra)
+        mdir = self.path(tag)
+        proc = Process(private_run(mdir, [upsmon, "-F", "-D"]), self.path(tag, "daemon.log"),
+                       env=nut_env(mdir))
+        self.case.addCleanup(proc.stop)
+        self.procs[tag] = proc
+        return proc
+
+    def notes(self, tag: str) -> List[List[str]]:
+        """The NOTIFYCMD records of C{tag}: [type, upsname, message]."""
+        try:
+            with open(self.path(tag, "notify")) as f:
+                return [line.rstrip("\n").split("|", 2) for line in f]
+        except FileNotFoundError:
+            return []
+
+    def types(self, tag: str) -> List[str]:
+        return [note[0] for note in self.notes(tag)]
+
+    def shutdown_time(self, tag: str) -> Optional[float]:
+        try:
+            with open(self.path(tag, "shutdown")) as f:
+                return float(f.read().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def wait_shutdown(self, tag: str, timeout: float = 45) -> float:
+        wait_for(lambda: self.shutdown_time(tag) is not None, timeout,
+                 f"SHUTDOWNCMD of {tag}\n{self.procs[tag].output()[-3000:]}")
+        value = self.shutdown_time(tag)
+        assert value is not None
+        return value
+
+    def wait_note(self, tag: str, notify_type: str, timeout: float = 30) -> None:
+        wait_for(lambda: notify_type in self.types(tag), timeout,
+                 f"{notify_type} for {tag}: {self.notes(tag)}\n{self.procs[tag].output()[-3000:]}")
+
+
+def numlogins(port: int) -> bytes:
+    try:
+        return query(port, b"GET NUMLOGINS sim\n")
+    except OSError:
+        return b""
+
+
+def status(port: int) -> bytes:
+    return query(port, b"GET VAR sim ups.status\n")
+
+
+class RealUpsdTests(SynchronousTestCase):
+    """
+    Debian's upsd and dummy-ups, with nut-upsmon as Primary.
+    """
+
+    def start_nut(self, m: Monitors, seq: str) -> int:
+        port = free_port()
+        write(m.path("outage.seq"), seq)
+        write(m.path("ups.conf"), "[sim]\n  driver = dummy-ups\n  port = outage.seq\n"
+              "  desc = \"Outage\"\n  pollinterval = 1\n")
+        write(m.path("upsd.conf"), f"LISTEN 127.0.0.1 {port}\nMAXAGE 15\n", 0o640)
+        self.driver = real_driver(self, m.dir, "sim")
+        self.upsd = real_upsd(self, m.dir, port)
+        return port
+
+    def test_primary_story(self) -> None:
+        """
+        OL, OB, OB LB: the nut-upsmon Primary sets FSD; the nut-upsmon
+        Secondary and NUT's upsmon Secondary shut down and log out; the
+        attach count drops to 1; then the Primary writes POWERDOWNFLAG and
+        runs SHUTDOWNCMD, and exits.
+        """
+        m = Monitors(self)
+        port = self.start_nut(m, OUTAGE_SEQ)
+        m.nutshim("primary", port, "monpri", "primary")
+        m.nutshim("secondary", port, "monsec", "secondary")
+        m.nut("nut-secondary", port, "monsec", "secondary")
+        wait_for(lambda: numlogins(port) == b"NUMLOGINS sim 3\n", 12, "three monitors attached")
+        self.assertNotIn(b"OB", status(port), "too slow to attach before OB")
+        secondary = m.wait_shutdown("secondary")
+        nut_secondary = m.wait_shutdown("nut-secondary")
+        primary = m.wait_shutdown("primary")
+        self.assertGreaterEqual(primary, max(secondary, nut_secondary))
+        self.assertIn(b"FSD", status(port))
+        with open(m.path("primary", "killpower")) as f:
+            self.assertEqual(f.read(), "upsmon-shutdown-file\n")
+        self.assertFalse(os.path.exists(m.path("secondary", "killpower")))
+        log = m.procs["primary"].output()
+        self.assertIn("Setting FSD on UPS sim@127.0.0.1:", log)
+        self.assertIn("All secondaries have logged out", log)
+        ups = f"sim@127.0.0.1:{port}"
+        self.assertEqual(m.notes("primary")[:2], [
+            ["ONBATT", ups, f"UPS {ups} on battery"],
+            ["LOWBATT", ups, f"UPS {ups} battery is low"],
+        ])
+        self.assertIn(["FSD", ups, f"UPS {ups}: forced shutdown in progress"], m.notes("secondary"))
+        for tag in ("primary", "secondary"):
+            self.assertIn(["SHUTDOWN", "", "Auto logout and shutdown proceeding"], m.notes(tag))
+        # NUT's own Secondary heard the same events, named the same way.
+        self.assertIn("ONBATT", m.types("nut-secondary"))
+        self.assertIn("SHUTDOWN", m.types("nut-secondary"))
+        for tag in ("primary", "secondary"):
+            wait_for(lambda: not m.procs[tag].alive(), 10, f"{tag} exits after SHUTDOWNCMD")
+
+    def test_driver_killed(self) -> None:
+        """
+        The driver dies while on battery: COMMBAD, NOCOMM every
+        NOCOMMWARNTIME, and after DEADTIME the UPS is critical: shutdown.
+        """
+        m = Monitors(self)
+        port = self.start_nut(m, ONBATT_SEQ)
+        m.nutshim("primary", port, "monpri", "primary")
+        m.wait_note("primary", "ONBATT", 20)
+        killed = time.time()
+        self.driver.stop()
+        m.wait_note("primary", "COMMBAD", 10)
+        m.wait_note("primary", "NOCOMM", 10)
+        done = m.wait_shutdown("primary", 30)
+        self.assertGreater(done - killed, 6)
+        self.assertRegex(m.procs["primary"].output(),
+                         "Poll UPS .* failed - (Driver not connected|Data stale)")
+        self.assertIn("no contact for more than 6 s", m.procs["primary"].output())
+
+    def test_upsd_stopped(self) -> None:
+        """
+        The server hangs (SIGSTOP) while on battery: the polls go
+        unanswered, and after DEADTIME the UPS is critical: shutdown.
+        """
+        m = Monitors(self)
+        port = self.start_nut(m, ONBATT_SEQ)
+        m.nutshim("primary", port, "monpri", "primary")
+        m.wait_note("primary", "ONBATT", 20)
+        self.upsd.signal(signal.SIGSTOP)
+        stopped = time.time()
+        self.addCleanup(self.upsd.signal, signal.SIGCONT)
+        done = m.wait_shutdown("primary", 40)
+        self.assertGreater(done - stopped, 6)
+        self.assertIn("COMMBAD", m.types("primary"))
+        log = m.procs["primary"].output()
+        # Judged on the clock after DEADTIME (6 s), before the request
+        # timeout (10 s) gives up on the connection.
+        critical = log.index("no contact for more than 6 s")
+        self.assertLess(critical, log.index("no reply to GET within"))
+
+
+class NutshimUpsdTests(SynchronousTestCase):
+    """
+    nutshim's upsd, with NUT's upsmon as Primary, or over TLS.
+    """
+
+    def start_nutshim(self, m: Monitors, upsd_conf: str = "") -> int:
+        write(m.path("outage.seq"), OUTAGE_SEQ)
+        write(m.path("ups.conf"), "[sim]\n  driver = nutshim-sim\n  port = outage.seq\n")
+        write(m.path("upsd.conf"), upsd_conf, 0o640)
+        port = free_port()
+        nutshim_daemon(self, m.dir, port)
+        return port
+
+    def test_nut_primary(self) -> None:
+        """
+        NUT's upsmon as Primary, nut-upsmon as Secondary: the Secondary
+        obeys FSD and logs out, then the Primary shuts down without waiting
+        out HOSTSYNC.
+        """
+        m = Monitors(self)
+        port = self.start_nutshim(m)
+        m.nut("nut-primary", port, "monpri", "primary")
+        m.nutshim("secondary", port, "monsec", "secondary")
+        wait_for(lambda: numlogins(port) == b"NUMLOGINS sim 2\n", 12, "both monitors attached")
+        secondary = m.wait_shutdown("secondary")
+        primary = m.wait_shutdown("nut-primary")
+        self.assertGreaterEqual(primary, secondary)
+        self.assertLess(primary - secondary, 10, "NUT's Primary waited out HOSTSYNC")
+        self.assertTrue(os.path.exists(m.path("nut-primary", "killpower")))
+        ups = f"sim@127.0.0.1:{port}"
+        # LB and FSD may arrive in one poll; the scripts run concurrently.
+        self.assertEqual(set(m.types("secondary")), {"ONBATT", "LOWBATT", "FSD", "SHUTDOWN"})
+        self.assertIn(["FSD", ups, f"UPS {ups}: forced shutdown in progress"], m.notes("secondary"))
+
+    def test_tls(self) -> None:
+        """
+        Over STARTTLS with the CA verified (CERTPATH, CERTVERIFY 1,
+        FORCESSL 1) against a server that refuses plaintext: the whole
+        story; a monitor trusting another CA never attaches.
+        """
+        m = Monitors(self)
+        certs = m.path("certs")
+        for args in (["init"], ["server", "localhost", "--san", "127.0.0.1"]):
+            out = run([sys.executable, "-m", "nutshim.pki.cli", "--dir", certs, *args])
+            self.assertEqual(out.returncode, 0, out.stderr)
+        other = m.path("other")
+        out = run([sys.executable, "-m", "nutshim.pki.cli", "--dir", other, "init"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        port = self.start_nutshim(m, f"CERTFILE {certs}/localhost.pem\nTLS_REQUIRED all\n")
+        tls = f"CERTPATH {certs}/ca.pem\nCERTVERIFY 1\nFORCESSL 1\n"
+        m.nutshim("primary", port, "monpri", "primary", extra=tls)
+        m.nutshim("secondary", port, "monsec", "secondary", extra=tls)
+        m.nutshim("stranger", port, "monsec", "secondary",
+                  extra=f"CERTPATH {other}/ca.pem\nCERTVERIFY 1\nFORCESSL 1\n")
+        secondary = m.wait_shutdown("secondary")
+        primary = m.wait_shutdown("primary")
+        self.assertGreaterEqual(primary, secondary)
+        self.assertIn("All secondaries have logged out", m.procs["primary"].output())
+        self.assertTrue(os.path.exists(m.path("primary", "killpower")))
+        # Never attached: the UPS is only "unavailable" (NOCOMM), never critical.
+        self.assertEqual(set(m.types("stranger")), {"NOCOMM"})
+        self.assertIsNone(m.shutdown_time("stranger"))
+        self.assertIn("certificate verify failed", m.procs["stranger"].output())
