@@ -243,6 +243,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--python", default="/tmp/inst/bin/python",
                         help="the Python whose nutshim to run (twistd next to it)")
     parser.add_argument("--nut-bin", default="/lib/nut", help="where NUT's upsd and dummy-ups are")
+    parser.add_argument("--source", help="run nutshim from this source tree (e.g. an older commit's, from"
+                                         " git archive) instead of what --python has installed")
     parser.add_argument("--conns", default="1,100,500,1000", help="connection counts for steady/connect")
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per steady/connect/list run")
     parser.add_argument("--repeat", type=int, default=3,
@@ -275,7 +277,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     env = dict(os.environ, NUT_CONFPATH=root, NUT_STATEPATH=root, NUT_ALTPIDPATH=root)
     python = os.path.abspath(args.python)
     twistd = os.path.join(os.path.dirname(python), "twistd")
-    if not os.path.exists(os.path.join(os.path.dirname(python), "nutshim-driver")):
+    if args.source:
+        env["PYTHONPATH"] = os.path.abspath(args.source)
+    elif not os.path.exists(os.path.join(os.path.dirname(python), "nutshim-driver")):
         # A development venv: use the checkout.
         env["PYTHONPATH"] = REPO
     as_root = ["-u", "root"] if os.geteuid() == 0 else []
@@ -310,7 +314,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"sandbox {root}; pinned: {'servers on CPU 0, loadgen on CPU 1' if pin else 'no'}; "
               f"load average before: {os.getloadavg()[0]:.2f}")
         if version:
-            print(f"nutshim: {version} ({python})")
+            print(f"nutshim: {version} ({python}{', source ' + args.source if args.source else ''})")
         time.sleep(1.0)
         for key, server in servers.items():
             results[key] = {"rss_idle_kib": rss_kib(server.proc.pid)}

@@ -41,6 +41,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -220,10 +221,26 @@ class Conn:
     A raw client connection that reads replies by structure, not by time.
     """
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    def __init__(self, port: int, sock: Optional[socket.socket] = None) -> None:
+        self.sock = sock if sock is not None else socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         self.buf = b""
         self.eof = False
+
+    def start_tls(self, cafile: str) -> None:
+        """
+        C{STARTTLS}, then the handshake (verifying the server as localhost).
+        """
+        self.send(b"STARTTLS\n")
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = self.sock.recv(1)  # nothing after the line: TLS follows
+            if not byte:
+                break
+            line += byte
+        if line != b"OK STARTTLS\n":
+            raise AssertionError(f"STARTTLS answered {line!r}")
+        context = ssl.create_default_context(cafile=cafile)
+        self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
 
     def send(self, data: bytes) -> None:
         try:
@@ -247,7 +264,7 @@ class Conn:
         self.buf += chunk
         return True
 
-    def replies(self, n: int, timeout: float = 10.0) -> bytes:
+    def replies(self, n: int, timeout: float = 5.0) -> bytes:
         """
         The next C{n} replies; fewer (and what there is) at EOF or timeout.
         """
@@ -308,6 +325,8 @@ class Step:
 
 
 QUIET_READ = -1
+#: Marks a step that got fewer replies than it expected before the timeout.
+INCOMPLETE = b"<incomplete: fewer replies than expected>"
 
 
 @dataclass(frozen=True)
@@ -371,7 +390,11 @@ def run_case(port: int, c: Case, expected: Optional[Sequence[bytes]] = None) -> 
             elif n == QUIET_READ:
                 out.append(conn.quiet())
             else:
-                out.append(conn.replies(n))
+                got = conn.replies(n)
+                if len(split_replies(got)[0]) < n and not conn.eof:
+                    # A table error (or a hung daemon): say so, loudly.
+                    got += INCOMPLETE
+                out.append(got)
         for index in sorted(conns):
             out.append(b"[%d] " % index + conns[index].state())
     finally:
@@ -566,7 +589,9 @@ class DifferentialCase(SynchronousTestCase):
         for c in cases:
             got_c = self.play(self.box.c_port, c)
             got_n = self.play(self.box.n_port, c)
-            if got_c != got_n:
+            if any(part.endswith(INCOMPLETE) for part in got_c):
+                failures.append(f"{c.name}: NUT gave fewer replies than the table expects:\n{show(got_c)}")
+            elif got_c != got_n:
                 failures.append(f"{c.name}:\n  NUT 2.8.0 upsd:\n{show(got_c)}\n  nutshim:\n{show(got_n)}")
         if failures:
             self.fail(f"{len(failures)} of {len(cases)} sequences differ:\n" + "\n".join(failures))
@@ -1173,6 +1198,40 @@ class DriverLifeTests(DifferentialCase):
         self.compare(driver_cases("sim", "nutshim-sim says DATAOK"))
 
 
+class MaxconnTests(DifferentialCase):
+    """
+    Past MAXCONN (deliberate difference): NUT leaves the extra client
+    hanging, nutshim closes it at once.
+    """
+
+    upsd_conf = "MAXCONN 6\n"
+
+    def test_maxconn(self) -> None:
+        """
+        NUT's MAXCONN counts every socket it polls: with 3 drivers and one
+        listener, 6 leaves room for 3 clients (the listener itself is no
+        longer polled once the clients fill the rest), and a 4th connects
+        but gets no answer until a place is free.  nutshim counts clients:
+        6 are served, the 7th is closed at once.
+        """
+        got = {}
+        for port, room in ((self.box.c_port, 3), (self.box.n_port, 6)):
+            served = [Conn(port) for _ in range(room)]
+            for conn in served:
+                self.addCleanup(conn.close)
+                conn.send(b"NETVER\n")
+                self.assertEqual(conn.replies(1), b"1.3\n")
+            extra = Conn(port)
+            self.addCleanup(extra.close)
+            extra.send(b"NETVER\n")
+            first = (extra.quiet(1.0), extra.eof)
+            served[0].close()
+            second = (extra.quiet(1.0), extra.eof)
+            got[port] = [first, second]
+        self.assertEqual(got[self.box.c_port], [(b"", False), (b"1.3\n", False)])
+        self.assertEqual(got[self.box.n_port], [(b"", True), (b"", True)])
+
+
 RELOADED_UPS_CONF = """\
 [dev]
 \tdriver = dummy-ups
@@ -1236,6 +1295,90 @@ class ReloadTests(DifferentialCase):
             results[port] = [on_dev.state(), on_seq.state(), viewer.replies(1)]
         self.assertEqual(results[box.c_port], [b"<open>", b"<closed>", b"OK\n"])
         self.assertEqual(results[box.n_port], results[box.c_port])
+
+
+TLS_UPS_CONF = '[u]\n\tdriver = dummy-ups\n\tport = u.dev\n\tdesc = "no driver"\n'
+
+
+class TlsTests(SynchronousTestCase):
+    """
+    STARTTLS on both, each with a certificate from C{nutshim-pki}: NUT's
+    (an NSS build) from an NSS database, nutshim's from the PEM file.  The
+    two upsd.conf files differ there, so each daemon has its own directory.
+    """
+
+    def setUp(self) -> None:
+        require(UPSD, "certutil", "pk12util")
+        self.dir = tempfile.mkdtemp(prefix="nutshim-difftls-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        certs = os.path.join(self.dir, "certs")
+        self.cafile = os.path.join(certs, "ca.pem")
+        for args in (["init"], ["server", "localhost", "--san", "127.0.0.1"],
+                     ["export-nss", os.path.join(self.dir, "nss"), "--server", "localhost"]):
+            out = subprocess.run([sys.executable, "-m", "nutshim.pki.cli", "--dir", certs, *args],
+                                 capture_output=True, text=True, timeout=TIMEOUT)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.c_port, self.n_port = free_port(), free_port()
+        c_dir, n_dir = os.path.join(self.dir, "nut"), os.path.join(self.dir, "nutshim")
+        for d, tls in ((c_dir, f'CERTPATH {self.dir}/nss\nCERTIDENT "localhost" ""\n'),
+                       (n_dir, f"CERTFILE {certs}/localhost.pem\n")):
+            os.makedirs(d)
+            write(os.path.join(d, "ups.conf"), TLS_UPS_CONF)
+            write(os.path.join(d, "upsd.conf"), f"LISTEN 127.0.0.1 {self.c_port}\n{tls}", 0o600)
+            write(os.path.join(d, "upsd.users"), UPSD_USERS, 0o600)
+        for name, d, args, port in (
+            ("upsd", c_dir, [UPSD, "-u", "root", "-F"], self.c_port),
+            ("nutshim", n_dir, [twistd(), "-n", "--pidfile=", "nut-upsd", "--confdir", n_dir, "--statepath", n_dir,
+                                "--listen", f"tcp:{self.n_port}:interface=127.0.0.1"], self.n_port),
+        ):
+            proc = Process(args, os.path.join(d, name + ".log"), env=nut_env(d), cwd=d)
+            self.addCleanup(proc.stop)
+            try:
+                wait_port(port, TIMEOUT)
+            except AssertionError:
+                raise AssertionError(f"{name} did not start:\n{proc.output()}")
+
+    def over_tls(self, port: int, steps: Sequence[Tuple[bytes, int]]) -> List[bytes]:
+        conn = Conn(port)
+        self.addCleanup(conn.close)
+        conn.start_tls(self.cafile)
+        out = []
+        for data, replies in steps:
+            conn.send(data)
+            out.append(conn.replies(replies))
+        out.append(conn.state())
+        return out
+
+    def test_inside_tls(self) -> None:
+        """
+        Inside TLS both answer the same, except a second STARTTLS: NUT's
+        C{ALREADY-SSL-MODE}, RFC 9271's C{TLS-ALREADY-ENABLED} (deliberate).
+        """
+        requests = (b"NETVER\nHELP\nLIST UPS\nGET UPSDESC u\nGET VAR u ups.status\n" + VIEWER +
+                    b"LOGIN u\nLIST CLIENT u\nGET NUMLOGINS u\n")
+        same = (requests, count_lines(requests))
+        got = {}
+        for port in (self.c_port, self.n_port):
+            got[port] = self.over_tls(port, [(b"STARTTLS\n", 1), same, (b"starttls now\n", 1)])
+        self.assertEqual(got[self.c_port][1:2] + got[self.c_port][3:], got[self.n_port][1:2] + got[self.n_port][3:])
+        self.assertEqual([got[self.c_port][0], got[self.c_port][2]], [b"ERR ALREADY-SSL-MODE\n"] * 2)
+        self.assertEqual([got[self.n_port][0], got[self.n_port][2]], [b"ERR TLS-ALREADY-ENABLED\n"] * 2)
+        self.assertEqual(got[self.c_port][-1], b"<open>")
+
+    def test_plaintext_after_starttls(self) -> None:
+        """
+        Plaintext pipelined behind STARTTLS (deliberate difference): NUT
+        runs it (its reply is lost to the failed handshake) and keeps the
+        connection; nutshim runs nothing more and closes.
+        """
+        got = {}
+        for port in (self.c_port, self.n_port):
+            conn = Conn(port)
+            self.addCleanup(conn.close)
+            conn.send(b"STARTTLS\nNETVER\n")
+            got[port] = (conn.quiet(1.0), conn.eof)
+        self.assertEqual(got[self.c_port], (b"OK STARTTLS\n", False))
+        self.assertEqual(got[self.n_port], (b"OK STARTTLS\n", True))
 
 
 class NutToolsTests(DifferentialCase):

@@ -42,7 +42,7 @@ from nutshim.pki._certs import fingerprint_sha256, name_to_text
 from nutshim.protocol import NutError
 from nutshim.shim._framing import first_word
 from nutshim.shim.factory import RelayFactory
-from nutshim.shim.relay import Front
+from nutshim.shim.relay import Front, nodelay
 from nutshim.tls import negotiated
 
 __all__ = ["ClientShimFactory", "LegacyClientProtocol", "RemoteProtocol"]
@@ -121,6 +121,7 @@ class RemoteProtocol(LineReceiver):
     def connectionMade(self) -> None:
         factory = self.front.factory
         self._deadline = factory.clock.callLater(factory.handshake_timeout, self._too_slow)
+        nodelay(self.transport)
         self.transport.write(b"STARTTLS\n")
 
     def _too_slow(self) -> None:
@@ -259,6 +260,9 @@ class ClientShimFactory(RelayFactory):
     """
 
     protocol = LegacyClientProtocol
+    #: The remote is a server shim (backlog 1024), maybe far away: more
+    #: connects in flight than upsd's backlog of 16 allows.
+    max_connecting = 64
 
     def __init__(self, *args: Any, tls_options: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

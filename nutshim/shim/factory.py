@@ -11,7 +11,8 @@ daemons use a L{HostnameEndpoint} (IPv4 and IPv6, either address family).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Set
+from collections import deque
+from typing import Any, Deque, Optional, Sequence, Set
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
@@ -20,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nutshim.shim._address import Network, allowed, describe_address
-from nutshim.shim.relay import Front
+from nutshim.shim.relay import Front, nodelay
 
 __all__ = ["RelayFactory", "UpstreamProtocol"]
 
@@ -39,9 +40,16 @@ class RelayFactory(Factory):
         is dropped; 0 or L{None}: never.
     @ivar handshake_timeout: seconds TLS may take to become usable.
     @ivar connections: the open client connections.
+    @ivar max_connecting: upstream connection attempts in flight at once;
+        more wait their turn.  NUT's upsd listens with a backlog of 16: a
+        storm of simultaneous connects (every client coming back after a
+        network outage) overflows it, and the kernel then drops SYNs that
+        are retried only after 1, 3, 7... seconds.  Queued here instead,
+        they go through at the rate upsd accepts them.
     """
 
     protocol: Any = None
+    max_connecting = 16
 
     def __init__(
         self,
@@ -59,6 +67,8 @@ class RelayFactory(Factory):
         self.idle_timeout = idle_timeout
         self.handshake_timeout = handshake_timeout
         self.connections: Set[Front] = set()
+        self._in_flight = 0
+        self._waiting: Deque[_Waiting] = deque()
 
     def buildProtocol(self, addr: Optional[IAddress]) -> Optional[Protocol]:
         """
@@ -81,9 +91,52 @@ class RelayFactory(Factory):
 
     def connect_upstream(self, front: "Front") -> "Deferred[Any]":
         """
-        Open C{front}'s upstream connection.
+        Open C{front}'s upstream connection, now or when one of the
+        L{max_connecting} attempts in flight has finished.
+
+        @return: fires with the connected upstream protocol; cancelling it
+            takes C{front} out of the queue (or aborts the attempt).
         """
-        return self.upstream.connect(_OneShot(self.back_protocol(front)))
+        if self._in_flight < self.max_connecting:
+            return self._attempt(front)
+        entry = _Waiting(front)
+
+        def cancel(d: "Deferred[Any]") -> None:
+            if entry.attempt is not None:
+                entry.attempt.cancel()
+            elif entry in self._waiting:
+                self._waiting.remove(entry)
+
+        entry.result = Deferred(cancel)
+        self._waiting.append(entry)
+        return entry.result
+
+    def _attempt(self, front: "Front") -> "Deferred[Any]":
+        self._in_flight += 1
+        d = self.upstream.connect(_OneShot(self.back_protocol(front)))
+        d.addBoth(self._attempt_over)
+        return d
+
+    def _attempt_over(self, result: Any) -> Any:
+        self._in_flight -= 1
+        while self._waiting and self._in_flight < self.max_connecting:
+            entry = self._waiting.popleft()
+            entry.attempt = self._attempt(entry.front)
+            assert entry.result is not None
+            entry.attempt.chainDeferred(entry.result)
+        return result
+
+
+class _Waiting:
+    """
+    A client waiting for an upstream connection attempt: its own Deferred,
+    and the attempt once started (so that cancelling reaches it).
+    """
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.result: Optional[Deferred[Any]] = None
+        self.attempt: Optional[Deferred[Any]] = None
 
 
 class _OneShot(Factory):
@@ -107,6 +160,7 @@ class UpstreamProtocol(Protocol):
         self.front = front
 
     def connectionMade(self) -> None:
+        nodelay(self.transport)
         self.front.upstream_ready(self)
 
     def dataReceived(self, data: bytes) -> None:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, List, Sequence, Tuple
 
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.python import usage
 
 __all__ = [
     "ShimOptions",
+    "upstream_endpoint",
     "parse_hostport",
     "parse_network",
     "parse_seconds",
@@ -60,6 +62,23 @@ def parse_hostport(text: str, default_port: int) -> Tuple[str, int]:
 def format_hostport(host: str, port: int) -> str:
     """The inverse of L{parse_hostport}."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def upstream_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """
+    The client endpoint for an upstream: an address is connected to
+    directly; a name is resolved on every connection (a changed DNS record
+    is followed without a restart) with L{HostnameEndpoint}, which tries
+    IPv6 and IPv4 addresses in parallel.
+    """
+    seconds = max(1, int(timeout))
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port, timeout=seconds)
+    if ip.version == 6:
+        return TCP6ClientEndpoint(reactor, host, port, timeout=seconds)
+    return TCP4ClientEndpoint(reactor, host, port, timeout=seconds)
 
 
 def parse_network(text: str) -> Any:

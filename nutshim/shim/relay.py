@@ -70,6 +70,7 @@ __all__ = [
     "MAX_QUEUE",
     "UPSTREAM_GONE",
     "close",
+    "nodelay",
 ]
 
 log = Logger()
@@ -100,7 +101,12 @@ def close(transport: Any) -> None:
     transport.loseConnection()
 
 
-def _nodelay(transport: Any) -> None:
+def nodelay(transport: Any) -> None:
+    """
+    TCP_NODELAY: NUT is request/reply, and a TLS handshake writes several
+    small records in a row; with Nagle, the second waits for the peer's
+    delayed ACK (40 ms on Linux).
+    """
     if ITCPTransport.providedBy(transport):
         try:
             transport.setTcpNoDelay(True)
@@ -170,7 +176,7 @@ class Front(LineReceiver, TimeoutMixin):
         self.callLater = self.factory.clock.callLater  # type: ignore[method-assign,assignment]
         self.address = describe_address(self.transport.getPeer())
         self.factory.connections.add(self)
-        _nodelay(self.transport)
+        nodelay(self.transport)
         self.transport.registerProducer(_Valve(self._slow, self._fast), True)
         self.setTimeout(self.factory.idle_timeout or None)
         self._connecting = self.factory.connect_upstream(self)
@@ -369,7 +375,7 @@ class Front(LineReceiver, TimeoutMixin):
             back.transport.abortConnection()
             return
         self.back = back
-        _nodelay(back.transport)
+        nodelay(back.transport)
         self._maybe_start()
 
     def _maybe_start(self) -> None:

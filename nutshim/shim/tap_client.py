@@ -35,12 +35,17 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.python import usage
 
 from nutshim.client.tls import TLSConfigError, TLSSettings
 from nutshim.shim.client import ClientShimFactory
-from nutshim.shim.options import ShimOptions, format_hostport, parse_hostport, with_backlog
+from nutshim.shim.options import (
+    ShimOptions,
+    format_hostport,
+    parse_hostport,
+    upstream_endpoint,
+    with_backlog,
+)
 from nutshim.shim.service import ListenerService
 
 __all__ = ["Options", "Remote", "makeService"]
@@ -200,12 +205,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     groups = []
     banner = []
     factories: List[ClientShimFactory] = []
-    timeout = max(1, int(options["handshake-timeout"]))
     for remote in options["remotes"]:
         name = format_hostport(remote.host, remote.port)
         factory = ClientShimFactory(
             reactor,
-            HostnameEndpoint(reactor, remote.host, remote.port, timeout=timeout),
+            upstream_endpoint(reactor, remote.host, remote.port, options["handshake-timeout"]),
             name,
             allow=options["allow"],
             idle_timeout=options["idle-timeout"],

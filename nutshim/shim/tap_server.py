@@ -13,11 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.python import usage
 
 from nutshim.config import ConfigError, UpsdConf
-from nutshim.shim.options import ShimOptions, format_hostport, parse_hostport
+from nutshim.shim.options import ShimOptions, format_hostport, parse_hostport, upstream_endpoint
 from nutshim.shim.server import ServerShimFactory
 from nutshim.shim.service import ListenerService
 from nutshim.tls import server_tls_options
@@ -95,7 +94,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     host, port = options["upstream_host"], options["upstream_port"]
     factory = ServerShimFactory(
         reactor,
-        HostnameEndpoint(reactor, host, port, timeout=max(1, int(options["handshake-timeout"]))),
+        upstream_endpoint(reactor, host, port, options["handshake-timeout"]),
         format_hostport(host, port),
         allow=options["allow"],
         idle_timeout=options["idle-timeout"],

@@ -19,8 +19,9 @@ from typing import Any, Callable, List, Optional
 from hypothesis import given, strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import CannotListenError, ConnectionRefusedError
-from twisted.internet.interfaces import IStreamClientEndpoint, ITLSTransport
+from twisted.internet.interfaces import IStreamClientEndpoint, ITCPTransport, ITLSTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.logger import formatEvent
@@ -38,7 +39,7 @@ from nutshim.shim import tap_client, tap_server
 from nutshim.shim._address import allowed, describe_address
 from nutshim.shim._framing import ReplyCounter, ReplySequencer
 from nutshim.shim.client import ClientShimFactory, LegacyClientProtocol
-from nutshim.shim.options import parse_network
+from nutshim.shim.options import parse_network, upstream_endpoint
 from nutshim.shim.relay import FAIL_LINGER, MAX_OUTSTANDING, MAX_QUEUE
 from nutshim.shim.server import ServerShimFactory, ServerShimProtocol
 from nutshim.shim.service import ListenerError, ListenerService
@@ -614,6 +615,29 @@ class ServerShimTests(ShimTestCase):
         port = str(self.upsd.transport.getPeer().port)  # type: ignore[union-attr]
         self.assertLogged("192.0.2.7", "CN=upsmon-box", "sha256:", "127.0.0.1:" + port)
 
+    def test_connect_storm_queued(self) -> None:
+        """
+        At most C{max_connecting} upstream connection attempts run at once;
+        the others wait their turn, and a client that leaves while waiting
+        costs no attempt.
+        """
+        self.server.max_connecting = 1
+        self.upsd_end.pending = True
+        clients = [self.tls_client() for _ in range(3)]
+        self.assertEqual(len(self.upsd_end.waiting), 1)
+        clients[1].transport.loseConnection()  # type: ignore[union-attr]
+        self.net.flush()
+        self.upsd_end.complete()
+        self.net.flush()
+        self.assertEqual(len(self.upsd_end.waiting), 1)
+        self.upsd_end.complete()
+        self.net.flush()
+        self.assertEqual(len(self.upsd_end.servers), 2)
+        for client in (clients[0], clients[2]):
+            client.send(b"GET VAR ups ups.status\n")
+        self.net.flush()
+        self.assertEqual(clients[2].lines, [b"OK STARTTLS", b'VAR ups ups.status "OL"'])
+
     def test_allow(self) -> None:
         """
         With --allow, clients from elsewhere are refused before anything
@@ -802,6 +826,7 @@ class ClientShimTests(ClientShimTestCase):
         self.assertIsNotNone(client.lost)
 
 
+@implementer(ITCPTransport)
 class RemoteTransport(StringTransport):
     """
     A remote connection whose C{startTLS} is only recorded.
@@ -810,6 +835,7 @@ class RemoteTransport(StringTransport):
     def __init__(self) -> None:
         super().__init__(lenient=True)
         self.tls: Any = None
+        self.nodelay = False
 
     def startTLS(self, options: Any) -> None:
         self.tls = options
@@ -817,6 +843,18 @@ class RemoteTransport(StringTransport):
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.nodelay = enabled
+
+    def getTcpNoDelay(self) -> bool:
+        return self.nodelay
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        pass
+
+    def getTcpKeepAlive(self) -> bool:
+        return False
+
+    def loseWriteConnection(self) -> None:
+        pass
 
 
 @implementer(IStreamClientEndpoint)
@@ -868,6 +906,8 @@ class ClientShimUnitTests(SynchronousTestCase):
         """
         self.proto.dataReceived(b"USERNAME mon\nPASSWORD secret\n")
         self.assertEqual(self.wire.value(), b"STARTTLS\n")
+        # No Nagle from the start: the handshake writes small records.
+        self.assertTrue(self.wire.nodelay)
         self.remote.dataReceived(b"OK STARTTLS\n")
         self.assertIsNotNone(self.wire.tls)
         self.assertEqual(self.wire.value(), b"STARTTLS\nPROTVER\n")
@@ -1148,6 +1188,18 @@ class OptionsTests(SynchronousTestCase):
         service.privilegedStartService()
         self.assertEqual([s[0] for s in reactor.tcpServers], [4401])
         self.assertIsInstance(reactor.tcpServers[0][1], ServerShimFactory)
+
+    def test_upstream_endpoints(self) -> None:
+        """
+        An address is connected to directly (no resolver thread per
+        client); a name goes through HostnameEndpoint, resolved each time.
+        """
+        reactor = MemoryReactor()
+        self.assertIsInstance(upstream_endpoint(reactor, "127.0.0.1", 3493, 10), TCP4ClientEndpoint)
+        self.assertIsInstance(upstream_endpoint(reactor, "::1", 3493, 10), TCP6ClientEndpoint)
+        self.assertIsInstance(upstream_endpoint(reactor, "ups.example.org", 401, 10), HostnameEndpoint)
+        service = tap_server.makeService(self.server("--upstream", "[::1]:3494"), reactor)
+        self.assertIsInstance(service.factory.upstream, TCP6ClientEndpoint)  # type: ignore[attr-defined]
 
     def test_client_defaults(self) -> None:
         """

@@ -360,3 +360,16 @@ class FastPathTests(SynchronousTestCase):
         proto.dataReceived(long_line + b"\n")
         self.assertNotIn(long_line, protocol_module._PARSED)
         self.assertEqual(tr.value().count(b"ERR VAR-NOT-SUPPORTED\n"), 3001)
+
+    def test_one_line_reads_keep_the_limit(self) -> None:
+        """
+        A read holding exactly one request takes the short way, with the
+        same line-length limit: MAX_LENGTH bytes pass, one more does not.
+        """
+        self.factory.max_line = 512
+        proto, tr = connect(self.factory)
+        at_limit = b"GET VAR fake " + b"v" * (512 - 13)
+        proto.dataReceived(at_limit + b"\n")
+        proto.dataReceived(at_limit + b"w\n")
+        proto.dataReceived(b"NETVER\n")
+        self.assertEqual(tr.value(), b"ERR VAR-NOT-SUPPORTED\nERR TOO-LONG\n1.3\n")

@@ -162,14 +162,20 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
             data = data[end + 1 :]
             if not data:
                 return
-        if b"\n" in data:
-            # A complete request (even a bad one) proves the client alive,
-            # as in NUT; once per read is enough.
+        last = len(data) - 1
+        if last >= 0 and data.find(b"\n") == last <= self.MAX_LENGTH and not self._buffer and not self.paused:
+            # The usual read: exactly one whole request.
             self.resetTimeout()
-        super().dataReceived(data)
-        while self._rest and not self.transport.disconnecting and not self._discarding:
-            rest, self._rest = self._rest, b""
-            super().dataReceived(rest)
+            self.lineReceived(data[:-1])
+        else:
+            if b"\n" in data:
+                # A complete request (even a bad one) proves the client
+                # alive, as in NUT; once per read is enough.
+                self.resetTimeout()
+            super().dataReceived(data)
+            while self._rest and not self.transport.disconnecting and not self._discarding:
+                rest, self._rest = self._rest, b""
+                super().dataReceived(rest)
         self._flush()
         if self._close_pending and not self.transport.disconnecting:
             # NUT closes after LOGOUT unless more requests came in the same
