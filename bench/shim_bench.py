@@ -42,7 +42,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -235,10 +234,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for field, who in (("server_cpu", "server shim"), ("client_cpu_s", "client shim")):
                 cells = []
                 for c in counts:
-                    r = results.get((key, c))
+                    done = results.get((key, c))
                     # The CPU was read around the whole run, warm-up included.
-                    n = r.get("total", r["requests"]) if r else 0
-                    cells.append(f"{r[field] / n * 1e6:.0f} µs" if r and n else "-")
+                    n = done.get("total", done["requests"]) if done else 0
+                    cells.append(f"{done[field] / n * 1e6:.0f} µs" if done and n else "-")
                 rows.append((f"{who} CPU per {label}", *cells))
         print()
         print(table(rows))

@@ -255,13 +255,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--modes", default="steady,connect,list,idle")
     parser.add_argument("--servers", default="nut,nutshim,floor",
                         help="nut, nutshim and/or floor (a trivial Twisted server: the framework's ceiling)")
-    parser.add_argument("--quick", action="store_true", help="2 s runs, once; 2000 idle connections for 10 s")
+    parser.add_argument("--quick", action="store_true",
+                        help="defaults of 2 s runs, once, and 2000 idle connections for 10 s")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load generator to CPUs")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    if "--quick" in (sys.argv[1:] if argv is None else argv):
+        # Shorter defaults; explicit options still win.
+        parser.set_defaults(seconds=2.0, repeat=1, idle_conns=2000, idle_seconds=10.0)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.seconds, args.repeat, args.idle_conns, args.idle_seconds = 2.0, 1, 2000, 10.0
     if not 1 <= args.repeat <= 10 or not 0 < args.seconds <= 60 or not 0 < args.idle_seconds <= 300:
         parser.error("bounded runs only: --repeat 1..10, --seconds <= 60, --idle-seconds <= 300")
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
@@ -392,7 +394,7 @@ def print_table(results: Dict[str, Dict[str, object]], counts: Sequence[int], mo
         rows[0].append("nutshim / NUT")
 
     def run(k: str, key: str) -> Optional[Dict[str, float]]:
-        r = results[k].get(key)
+        r = results.get(k, {}).get(key)
         return r if isinstance(r, dict) else None
 
     def add(label: str, cells: Dict[str, str], quotient: Optional[float] = None) -> None:

@@ -23,8 +23,14 @@ executable: a difference that disappears, or a new one, fails here.
 
 The driver life cycle is compared too: a driver killed (C{DRIVER-NOT-CONNECTED}
 on both), restarted (C{WAIT}, then data), stopped with SIGSTOP for longer
-than C{MAXAGE} (C{DATA-STALE} on both, SIGCONT recovers); and NUT's own
-clients (C{upsc}, C{upsrw}, C{upscmd}) are run through both daemons.
+than C{MAXAGE} (C{DATA-STALE} on both, SIGCONT recovers), a driver that says
+C{DATASTALE} itself; so are TRACKING (ids normalised), the FSD latch, a
+SIGHUP reload, MAXCONN, and STARTTLS (each daemon with its own certificate
+store); and NUT's own clients (C{upsc}, C{upsrw}, C{upscmd}) are run through
+both daemons.
+
+Set C{NUTSHIM_KEEP_SANDBOX=1} to keep the sandbox directories (and their
+logs) for a look after a failure.
 
 Each test builds its own sandbox (about 3 s), so that latches (FSD), login
 counts and driver state never leak from one test into another.  Run from a
@@ -1310,7 +1316,8 @@ class TlsTests(SynchronousTestCase):
     def setUp(self) -> None:
         require(UPSD, "certutil", "pk12util")
         self.dir = tempfile.mkdtemp(prefix="nutshim-difftls-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
+        if not os.environ.get("NUTSHIM_KEEP_SANDBOX"):
+            self.addCleanup(shutil.rmtree, self.dir, True)
         certs = os.path.join(self.dir, "certs")
         self.cafile = os.path.join(certs, "ca.pem")
         for args in (["init"], ["server", "localhost", "--san", "127.0.0.1"],

@@ -1,3 +1,4 @@
+# -*- test-case-name: nutshim.test.test_shim -*-
 """
 The STARTTLS shims of RFC 9271 Appendix D, for NUT installations that cannot
 be upgraded: C{twistd nut-server-shim} puts TLS on port 401 in front of a

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from OpenSSL import SSL
+from service_identity import CertificateError, VerificationError
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -42,7 +43,8 @@ from nutshim.pki._certs import fingerprint_sha256, name_to_text
 from nutshim.protocol import NutError
 from nutshim.shim._framing import first_word
 from nutshim.shim.factory import RelayFactory
-from nutshim.shim.relay import Front, nodelay
+from nutshim.shim._transport import nodelay
+from nutshim.shim.relay import Front
 from nutshim.tls import negotiated
 
 __all__ = ["ClientShimFactory", "LegacyClientProtocol", "RemoteProtocol"]
@@ -72,6 +74,17 @@ def describe_remote_failure(reason: Optional[Failure], options: Any, stage: str)
     """
     error = reason.value if reason is not None else None
     mismatch = getattr(options, "mismatch", None)
+    if isinstance(error, (VerificationError, CertificateError)):
+        wanted = []
+        for mismatch in getattr(error, "errors", ()):
+            ident = getattr(mismatch, "mismatched_id", None)
+            name = getattr(ident, "hostname", None) or getattr(ident, "ip", None)
+            if name is not None:
+                wanted.append(name.decode() if isinstance(name, bytes) else str(name))
+        return (
+            f"server certificate not for {' / '.join(wanted) or 'this host'}: issued by the"
+            " right CA for other names (connect by a name or address it has, or --server-name)"
+        )
     if isinstance(error, SSL.Error):
         text = _ssl_text(error)
         if mismatch is not None and "certificate verify failed" in text:

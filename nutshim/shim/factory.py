@@ -21,7 +21,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nutshim.shim._address import Network, allowed, describe_address
-from nutshim.shim.relay import Front, nodelay
+from nutshim.shim._transport import nodelay
+from nutshim.shim.relay import Front
 
 __all__ = ["RelayFactory", "UpstreamProtocol"]
 

@@ -21,6 +21,7 @@ from twisted.python import usage
 
 __all__ = [
     "ShimOptions",
+    "shim_parameters",
     "upstream_endpoint",
     "parse_hostport",
     "parse_network",
@@ -103,9 +104,6 @@ def parse_seconds(text: str) -> float:
     return value
 
 
-parse_seconds.coerceDoc = "Seconds."  # type: ignore[attr-defined]
-
-
 def with_backlog(endpoint: str) -> str:
     """
     C{endpoint} with C{backlog=BACKLOG} added if it is a tcp/tcp6 server
@@ -123,30 +121,31 @@ def _min_tls(text: str) -> str:
     return text
 
 
-_min_tls.coerceDoc = "1.2 or 1.3."  # type: ignore[attr-defined]
+def shim_parameters(upstream: str, certfile: str, cafile: str) -> List[Any]:
+    """
+    The C{optParameters} both shims have, with help in each one's terms.
+    """
+    return [
+        ["upstream", None, None, upstream],
+        ["certfile", None, None, certfile],
+        ["cafile", None, None, cafile],
+        ["min-tls", None, "1.3", "Oldest TLS version accepted: 1.2 or 1.3.", _min_tls],
+        ["idle-timeout", None, 300.0,
+         "Seconds without a request or a reply before a client is dropped (0: never).",
+         parse_seconds],
+        ["handshake-timeout", None, 10.0,
+         "Seconds a new connection has to get a working TLS session.", parse_seconds],
+    ]
 
 
 class ShimOptions(usage.Options):
     """
-    The options of both shims.  Subclasses set C{default_listen},
-    C{default_upstream} and C{default_port}, and add their own.
+    The options of both shims.  Subclasses set C{optParameters} (from
+    L{shim_parameters}), C{default_listen} and C{default_upstream}.
     """
 
     default_listen: Sequence[str] = ()
     default_upstream = "127.0.0.1:3493"
-    default_port = 3493
-
-    optParameters: List[Any] = [
-        ["upstream", None, None, "Where to relay to, HOST[:PORT]."],
-        ["certfile", None, None, "PEM: certificate, chain and private key (nutshim-pki writes these)."],
-        ["cafile", None, None, "PEM: the CA certificate(s) the peer's certificate must chain to."],
-        ["min-tls", None, "1.3", "Oldest TLS version accepted: 1.2 or 1.3.", _min_tls],
-        ["idle-timeout", None, 300.0,
-         "Drop a client after this many seconds without a request or reply (0: never).",
-         parse_seconds],
-        ["handshake-timeout", None, 10.0,
-         "Seconds for TLS to become usable on a new connection.", parse_seconds],
-    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,17 +153,11 @@ class ShimOptions(usage.Options):
         self["allow"] = []
 
     def opt_listen(self, endpoint: str) -> None:
-        """
-        Listen on this endpoint (repeatable), e.g. tcp:401,
-        tcp6:401:interface=\\:\\:, systemd:domain=INET6:index=0.
-        """
+        """Listen on this endpoint instead of the defaults (repeatable), e.g. tcp:401:interface=192.0.2.10, tcp6:3493:interface=\\:\\:1, systemd:domain=INET6:index=0."""  # noqa: E501
         self["listen"].append(endpoint)
 
     def opt_allow(self, network: str) -> None:
-        """
-        Accept clients from this network only (repeatable; CIDR or one
-        address). Default: everyone who can reach the listener.
-        """
+        """Accept clients from this network (CIDR) or address only (repeatable); default: everyone."""
         self["allow"].append(parse_network(network))
 
     def check_common(self) -> None:

@@ -40,15 +40,10 @@ with the properties RFC 9271's published shims lacked.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set
+from typing import TYPE_CHECKING, Any, List, Optional, Set
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import (
-    IDelayedCall,
-    IHalfCloseableProtocol,
-    IPushProducer,
-    ITCPTransport,
-)
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.policies import TimeoutMixin
@@ -58,6 +53,7 @@ from zope.interface import implementer
 from nutshim.protocol import NutError
 from nutshim.shim._address import describe_address
 from nutshim.shim._framing import ReplySequencer
+from nutshim.shim._transport import Valve, close, nodelay
 
 if TYPE_CHECKING:
     from nutshim.shim.factory import RelayFactory
@@ -69,8 +65,6 @@ __all__ = [
     "MAX_OUTSTANDING",
     "MAX_QUEUE",
     "UPSTREAM_GONE",
-    "close",
-    "nodelay",
 ]
 
 log = Logger()
@@ -87,46 +81,6 @@ MAX_QUEUE = 65536
 FAIL_LINGER = 2.0
 #: The reply to requests that cannot reach upsd any more.
 UPSTREAM_GONE = NutError.DRIVER_NOT_CONNECTED.line
-
-
-def close(transport: Any) -> None:
-    """
-    C{loseConnection}, after unregistering the relay's producer: a TLS
-    transport does not even start closing while a producer is registered.
-    """
-    try:
-        transport.unregisterProducer()
-    except RuntimeError:
-        pass  # none registered (test transports say so)
-    transport.loseConnection()
-
-
-def nodelay(transport: Any) -> None:
-    """
-    TCP_NODELAY: NUT is request/reply, and a TLS handshake writes several
-    small records in a row; with Nagle, the second waits for the peer's
-    delayed ACK (40 ms on Linux).
-    """
-    if ITCPTransport.providedBy(transport):
-        try:
-            transport.setTcpNoDelay(True)
-        except OSError:
-            pass
-
-
-@implementer(IPushProducer)
-class _Valve:
-    """
-    A producer registered with one transport on behalf of the relay:
-    Twisted pauses it when that transport's send buffer is full.
-    """
-
-    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
-        self.pauseProducing = pause
-        self.resumeProducing = resume
-
-    def stopProducing(self) -> None:
-        """The connection is going away; L{Front} handles closing."""
 
 
 @implementer(IHalfCloseableProtocol)
@@ -177,7 +131,7 @@ class Front(LineReceiver, TimeoutMixin):
         self.address = describe_address(self.transport.getPeer())
         self.factory.connections.add(self)
         nodelay(self.transport)
-        self.transport.registerProducer(_Valve(self._slow, self._fast), True)
+        self.transport.registerProducer(Valve(self._slow, self._fast), True)
         self.setTimeout(self.factory.idle_timeout or None)
         self._connecting = self.factory.connect_upstream(self)
         self._connecting.addCallbacks(self._connected, self._connect_failed)
@@ -389,7 +343,7 @@ class Front(LineReceiver, TimeoutMixin):
         self._relaying = True
         back = self.back
         back.transport.registerProducer(
-            _Valve(lambda: self._pause("upstream-full"), lambda: self._resume("upstream-full")),
+            Valve(lambda: self._pause("upstream-full"), lambda: self._resume("upstream-full")),
             True,
         )
         self.relay_started()
@@ -416,7 +370,7 @@ class Front(LineReceiver, TimeoutMixin):
             return
         self._gone = why
         self._connecting = None
-        if self._relaying and self.sequencer.outstanding:
+        if self._relaying and self.sequencer.outstanding and not self._lost:
             log.warn(
                 "Upstream of {client} lost with {n} request(s) unanswered: {why}",
                 client=self.address,

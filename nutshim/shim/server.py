@@ -38,7 +38,8 @@ from nutshim.protocol import NutError
 from nutshim.shim._address import describe_address
 from nutshim.shim._framing import first_word
 from nutshim.shim.factory import RelayFactory
-from nutshim.shim.relay import Front, close
+from nutshim.shim._transport import close
+from nutshim.shim.relay import Front
 from nutshim.tls import (
     PeerIdentity,
     describe_handshake_failure,
@@ -185,7 +186,7 @@ class ServerShimProtocol(Front):
         return f"certificate {self.peer.subject} {self.peer.fingerprint}"
 
     def upstream_lost(self, why: str) -> None:
-        if not self._relaying and self._gone is None:
+        if not self._relaying and self._gone is None and not self._lost:
             log.warn(
                 "upsd {upstream} unreachable for {client}: {why}",
                 upstream=self.factory.upstream_name,

@@ -43,6 +43,7 @@ from nutshim.shim.options import (
     ShimOptions,
     format_hostport,
     parse_hostport,
+    shim_parameters,
     upstream_endpoint,
     with_backlog,
 )
@@ -85,7 +86,11 @@ class Options(ShimOptions):
     )
     default_listen = ("tcp:3493:interface=127.0.0.1", "tcp6:3493:interface=\\:\\:1")
 
-    optParameters = ShimOptions.optParameters + [
+    optParameters = shim_parameters(
+        upstream="The server shim, HOST[:PORT] (default port 401).",
+        certfile="PEM with this host's client certificate, chain and key (nutshim-pki client NAME).",
+        cafile="PEM with the CA(s) the server certificate must chain to; the name is checked too.",
+    ) + [
         ["pin", None, None, "Accept only a server certificate with this SHA-256 fingerprint (sha256:HEX)."],
         ["server-name", None, None, "Verify the server certificate for this name instead of the --upstream host."],
         ["config", None, None, "INI file of remotes ([remote NAME] sections) and defaults ([shim])."],

@@ -16,7 +16,13 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from nutshim.config import ConfigError, UpsdConf
-from nutshim.shim.options import ShimOptions, format_hostport, parse_hostport, upstream_endpoint
+from nutshim.shim.options import (
+    ShimOptions,
+    format_hostport,
+    parse_hostport,
+    shim_parameters,
+    upstream_endpoint,
+)
 from nutshim.shim.server import ServerShimFactory
 from nutshim.shim.service import ListenerService
 from nutshim.tls import server_tls_options
@@ -56,6 +62,11 @@ class Options(ShimOptions):
         "twistd's --uid/--gid to serve as an unprivileged user after binding 401."
     )
     default_listen = (f"tcp6:{TLS_PORT}:interface=\\:\\:", f"tcp:{TLS_PORT}")
+    optParameters = shim_parameters(
+        upstream="The legacy upsd, HOST[:PORT] (default 127.0.0.1:3493).",
+        certfile="PEM with the server certificate, its chain and the key (nutshim-pki server NAME).",
+        cafile="PEM with the CA(s) client certificates must chain to (a certificate sent is then verified).",
+    )
 
     optFlags = [
         ["require-client-cert", None, "Refuse clients without a certificate issued by --cafile's CA."],

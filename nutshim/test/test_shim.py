@@ -756,6 +756,21 @@ class ClientShimTests(ClientShimTestCase):
         self.assertEqual(self.upsd.requests, [])
         self.assertLogged("Remote localhost:401 unusable", "not trusted")
 
+    def test_wrong_name(self) -> None:
+        """
+        A certificate from the right CA but for another name is refused.
+        """
+        self.shim = ClientShimFactory(
+            self.clock, self.remote_end, "ups.example.org:401", handshake_timeout=10,
+            tls_options=client_tls_options("ups.example.org", cafile=self.files["ca.pem"]),
+        )
+        client = self.legacy()
+        client.send(b"USERNAME mon\n")
+        self.net.flush()
+        self.assertEqual(client.lines, [b"ERR DRIVER-NOT-CONNECTED"])
+        self.assertEqual(self.upsd.requests, [])
+        self.assertLogged("server certificate not for ups.example.org", "--server-name")
+
     def test_client_certificate(self) -> None:
         """
         The client shim presents its certificate to a server shim that
@@ -1225,6 +1240,7 @@ class OptionsTests(SynchronousTestCase):
                 f"[shim]\ncafile = {self.files['ca.pem']}\n"
                 "[remote b]\nlisten = tcp:3495 tcp:3496\nupstream = b.example:4401\n"
                 f"[remote c]\nlisten = tcp:3497\nupstream = c.example\npin = {pin}\n"
+                "server-name = ups-c.example\n"
             )
         options = self.client(
             "--pin", "sha256:" + "11" * 32, "--remote", "tcp:3494:interface=127.0.0.1=a.example:401",
@@ -1237,6 +1253,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((remotes["b"].host, remotes["b"].port), ("b.example", 4401))
         self.assertEqual(len(remotes["b"].listen), 2)
         self.assertEqual(remotes["c"].tls.pin, pin)
+        self.assertEqual(remotes["c"].tls.server_name, "ups-c.example")
         reactor = MemoryReactor()
         tap_client.makeService(options, reactor).privilegedStartService()
         self.assertEqual(sorted(s[0] for s in reactor.tcpServers), [3494, 3495, 3496, 3497])
