@@ -7,8 +7,9 @@
  * Modes (-m):
  *   steady   N persistent connections (-c), each sending
  *            "GET VAR <ups> <var>\n" in a closed loop (one request
- *            outstanding per connection), for -d seconds after a 1 s
- *            warm-up.  Reports requests/s and latency percentiles.
+ *            outstanding per connection), for -d seconds after a -w
+ *            (1 s) warm-up that lasts until every connection has had a
+ *            reply.  Reports requests/s and latency percentiles.
  *   connect  N concurrent slots, each doing connect + GET VAR + close in a
  *            closed loop.  Reports completed cycles/s and the latency of
  *            the whole cycle (connect start to reply).

@@ -3,26 +3,31 @@
 Benchmark nutshim's upsd against NUT 2.8.0's C upsd, on loopback.
 
 Not a test: never run in CI.  Every loop is bounded (the load generator
-refuses runs over 10 minutes), and everything listens on 127.0.0.1 only.
+refuses runs over 10 minutes, this script more than 10 repeats or 60 s
+runs), and everything listens on 127.0.0.1 only.  Results and how to read
+them: docs/benchmarks.md.
 
 What it does:
 
  1. builds bench/loadgen.c with C{gcc -O2} into bench/out/;
  2. makes a private directory with one C{dummy-ups} UPS (nutshim's lab.dev
     sample, 31 variables) and an upsd.conf with C{MAXCONN 15000};
- 3. starts NUT's C upsd and nutshim's C{twistd nut-upsd} (the installed one
-    next to C{--python}) on the same driver socket, with the open-files
-    limit raised to 65536;
- 4. runs the load generator against each in turn: GET VAR in a closed loop
-    on persistent connections and with connect + GET + close per request at
-    1, 100, 500 and 1000 connections; LIST VAR latency from one ordinary
-    blocking client; 10,000 connections each polled every 5 s;
+ 3. starts NUT's C upsd, nutshim's C{twistd nut-upsd} (the installed one
+    next to C{--python}, or C{--source}) on the same driver socket, and a
+    bare Twisted server answering canned replies (the framework's ceiling),
+    with the open-files limit raised to 65536 or the hard limit;
+ 4. runs the load generator: GET VAR in a closed loop on persistent
+    connections, and connect + GET + close, at 1, 100, 500 and 1000
+    connections, each setting on every server in turn, C{--repeat} times
+    (the median is shown, with the range), noting the server's CPU time per
+    request; LIST VAR latency from one ordinary blocking client; 10,000
+    connections each polled every 5 s;
  5. reads the servers' resident memory (VmRSS) idle and with 10,000
     connections, and prints a side-by-side table (and JSON with C{--json}).
 
 With two or more CPUs the servers (and the driver) run on CPU 0 and the load
 generator on CPU 1 (C{taskset}), so that neither steals the other's core;
-C{--no-pin} turns this off.  Both servers are single-threaded.
+C{--no-pin} turns this off.  All servers are single-threaded.
 
 Usage (as root, so that NUT's programs may stay root and the limits rise)::
 
