@@ -191,3 +191,76 @@ class TapTests(SynchronousTestCase):
         opts = tap.Options()
         e = self.assertRaises(usage.UsageError, opts.parseOptions, ["--confdir", confdir])
         self.assertIn("upsd.conf:2", str(e))
+
+
+class StartupChecksTests(SynchronousTestCase):
+    """
+    What stops nut-upsd before it serves.
+    """
+
+    def confdir(self, ups_conf: str) -> str:
+        path = self.mktemp()
+        os.makedirs(path)
+        with open(os.path.join(path, "ups.conf"), "w") as f:
+            f.write(ups_conf)
+        return path
+
+    def test_unknown_nutshim_driver(self) -> None:
+        """
+        A nutshim-* driver that does not exist names ups.conf and its line.
+        """
+        path = self.confdir("[a]\n driver = nutshim-sim\n port = a.dev\n[b]\n driver = nutshim-nope\n port = x\n")
+        e = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--confdir", path])
+        self.assertIn("ups.conf:4", str(e))
+        self.assertIn("nutshim-nope", str(e))
+
+    def test_no_listener(self) -> None:
+        """
+        When no address can be listened on, the daemon exits with a message.
+        """
+        path = self.confdir("[a]\n driver = nutshim-sim\n port = a.dev\n")
+        reactor = MemoryReactorClock()
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            raise OSError("address in use")
+
+        reactor.listenTCP = refuse  # type: ignore[method-assign]
+        svc = UpsdService(load_config(path), reactor, listen_override=["tcp:3493:interface=192.0.2.1"],
+                          driver_builder=Builder())
+        e = self.assertRaises(SystemExit, svc.startService)
+        self.assertIn("cannot listen", str(e))
+
+    def test_loopback_v6_may_fail(self) -> None:
+        """
+        A failing ::1 listener (a host without IPv6) is not fatal when
+        another listener works.
+        """
+        path = self.confdir("[a]\n driver = nutshim-sim\n port = a.dev\n")
+        reactor = MemoryReactorClock()
+        real = reactor.listenTCP
+
+        def listen(port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+            if interface == "::1":
+                raise OSError("no IPv6")
+            return real(port, factory, backlog, interface)
+
+        reactor.listenTCP = listen  # type: ignore[method-assign]
+        svc = UpsdService(load_config(path), reactor, driver_builder=Builder())
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        self.assertEqual(list(svc.ports), ["tcp:3493:interface=127.0.0.1:backlog=1024"])
+
+    def test_desc_change_keeps_driver(self) -> None:
+        """
+        A reload that only changes a description keeps the driver running.
+        """
+        path = self.confdir('[a]\n driver = nutshim-sim\n port = a.dev\n desc = "one"\n')
+        svc = UpsdService(load_config(path), MemoryReactorClock(), driver_builder=Builder())
+        entry = svc.registry.get("a")
+        assert entry is not None
+        driver = entry.driver
+        with open(os.path.join(path, "ups.conf"), "w") as f:
+            f.write('[a]\n driver = nutshim-sim\n port = a.dev\n desc = "two"\n')
+        svc.reload()
+        self.assertIs(entry.driver, driver)
+        self.assertEqual(entry.desc, "two")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
@@ -159,6 +159,43 @@ def default_driver_builder(section: UpsSection, config: Config, statepath: str, 
     return SocketDriver(
         section.name, section.driver, statepath, reactor, maxage=config.upsd.maxage
     )
+
+
+def _driver_settings(options: Mapping[str, str]) -> Dict[str, str]:
+    """
+    What a driver depends on: every key of the section but the description
+    (a new desc must not reconnect the driver).
+    """
+    return {k: v for k, v in options.items() if k != "desc"}
+
+
+def _is_loopback_endpoint(endpoint: str) -> bool:
+    for marker in ("interface=127.", "interface=\\:\\:1:", "interface=localhost"):
+        if marker in endpoint:
+            return True
+    return False
+
+
+def check_sections(config: Config) -> None:
+    """
+    Refuse ups.conf sections naming a nutshim driver that does not exist
+    (anything else is one of NUT's drivers, found through its socket).
+
+    @raise ConfigError: naming ups.conf and the section's line.
+    """
+    from nutshim.drivers.runner import DRIVERS
+
+    if config.ups is None:
+        return
+    for section in config.ups.sections:
+        driver = section.driver or ""
+        if driver.startswith("nutshim-") and driver not in DRIVERS:
+            raise ConfigError(
+                os.path.join(config.confdir, "ups.conf"),
+                section.lineno,
+                f"[{section.name}]: unknown nutshim driver {driver!r}"
+                f" (known: {', '.join(sorted(DRIVERS))})",
+            )
 
 
 def demo_section() -> UpsSection:
@@ -325,9 +362,27 @@ class UpsdService(MultiService):
         self._log_tls()
         for entry in self.registry:
             self._start_driver(entry)
-        for endpoint in self._endpoints(self.config):
-            self._listen(endpoint)
+        failed = [e for e in self._endpoints(self.config) if not self._listen(e)]
+        self._check_listeners(failed)
         self._install_sighup()
+
+    def _check_listeners(self, failed: List[str]) -> None:
+        """
+        As NUT: no listener at all is fatal; so is a failed one, unless it is
+        a loopback address (::1 on a host without IPv6) or upsd.conf says
+        ALLOW_NOT_ALL_LISTENERS.  TCP listens fail synchronously, so this
+        runs before twistd reports the daemon started.
+        """
+        if not failed:
+            return
+        if not self.ports:
+            raise SystemExit(f"nut-upsd: cannot listen on {', '.join(failed)}: giving up")
+        serious = [e for e in failed if not _is_loopback_endpoint(e)]
+        if serious and not self.config.upsd.allow_not_all_listeners:
+            raise SystemExit(
+                f"nut-upsd: cannot listen on {', '.join(serious)}"
+                " (set ALLOW_NOT_ALL_LISTENERS in upsd.conf to start anyway)"
+            )
 
     def stopService(self) -> Deferred[Any]:
         for entry in self.registry:
@@ -343,9 +398,15 @@ class UpsdService(MultiService):
         d.addCallback(lambda _: super(UpsdService, self).stopService())
         return d
 
-    def _listen(self, endpoint: str) -> None:
+    def _listen(self, endpoint: str) -> bool:
+        """
+        Listen on C{endpoint}; L{False} if that failed (or has not finished).
+        """
+        ok: List[bool] = []
+
         def listening(port: IListeningPort) -> None:
             self.ports[endpoint] = port
+            ok.append(True)
             log.info("Listening on {endpoint}", endpoint=endpoint)
 
         def failed(f: Any) -> None:
@@ -355,8 +416,13 @@ class UpsdService(MultiService):
                 error=f.getErrorMessage(),
             )
 
-        d = serverFromString(self.reactor, endpoint).listen(self.factory)
+        try:
+            d = serverFromString(self.reactor, endpoint).listen(self.factory)
+        except Exception as e:
+            log.error("Cannot listen on {endpoint}: {error}", endpoint=endpoint, error=str(e))
+            return False
         d.addCallbacks(listening, failed)
+        return bool(ok)
 
     def _install_sighup(self) -> None:
         if not hasattr(signal, "SIGHUP") or not hasattr(self.reactor, "callFromThread"):
@@ -377,6 +443,7 @@ class UpsdService(MultiService):
         log.info("Reloading configuration from {confdir}", confdir=self.config.confdir)
         try:
             new = load_config(self.config.confdir, self.cmdvartab_override)
+            check_sections(new)
             sections = self._sections(new)
             endpoints = self._endpoints(new)
             tls = server_tls_options(new.upsd, new.confdir)
@@ -395,7 +462,7 @@ class UpsdService(MultiService):
                 self._remove_ups(entry)
                 continue
             entry.desc = section.desc
-            if dict(section.options) != entry.options:
+            if _driver_settings(section.options) != _driver_settings(entry.options):
                 self._replace_driver(entry, section)
         for key, section in wanted.items():
             if self.registry.get(key) is None:

@@ -55,6 +55,9 @@ class Options(usage.Options):
         self["confdir"] = path
         try:
             self["config"] = load_config(path, self["cmdvartab"])
+            from nutshim.upsd.service import check_sections
+
+            check_sections(self["config"])
             # The certificate and key are checked here too, so that a
             # missing, mismatched or expired one stops twistd with one line.
             from nutshim.tls import server_tls_options
