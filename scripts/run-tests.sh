@@ -50,6 +50,11 @@ failed=$((fail + errs + unexp))
 if [ -z "$summary" ]; then
     failed=$((failed + 1))
 fi
+if [ "$failed" -ne 0 ] && [ -d "$work/_trial_temp" ]; then
+    # Keep the failing run's logs (daemon, driver, upsmon logs live there).
+    rm -rf /tmp/nutshim-last-trial && cp -r "$work/_trial_temp" /tmp/nutshim-last-trial 2>/dev/null \
+        && echo "logs of this run: /tmp/nutshim-last-trial"
+fi
 echo
 echo "$succ passed, $failed failed, $skips skipped"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then

@@ -36,6 +36,7 @@ __all__ = [
     "write",
     "NUT_BIN",
     "private_run",
+    "statepath_for",
 ]
 
 NUT_BIN = "/lib/nut"
@@ -141,12 +142,29 @@ class Process:
         self._out.close()
 
 
+def statepath_for(confdir: str) -> str:
+    """
+    Where the driver sockets of the instance in C{confdir} live: C{confdir}
+    itself when short enough, else a short directory under /tmp (a Unix
+    socket path has at most 107 bytes, and trial's temporary directories
+    get long).
+    """
+    if len(confdir) <= 70:
+        return confdir
+    import hashlib
+
+    short = "/tmp/nutst-" + hashlib.sha1(confdir.encode()).hexdigest()[:10]
+    os.makedirs(short, exist_ok=True)
+    os.chmod(short, 0o777)
+    return short
+
+
 def nut_env(confdir: str, extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """
     The environment NUT's tools read their private instance from.
     """
     env = dict(os.environ)
-    env.update(NUT_CONFPATH=confdir, NUT_STATEPATH=confdir, NUT_ALTPIDPATH=confdir)
+    env.update(NUT_CONFPATH=confdir, NUT_STATEPATH=statepath_for(confdir), NUT_ALTPIDPATH=confdir)
     if extra:
         env.update(extra)
     return env
@@ -180,7 +198,11 @@ def real_driver(testcase: object, confdir: str, upsname: str, driver: str = "dum
         env=nut_env(confdir),
     )
     testcase.addCleanup(proc.stop)  # type: ignore[attr-defined]
-    wait_for(lambda: os.path.exists(os.path.join(confdir, f"{driver}-{upsname}")), 20, f"{driver} socket")
+    sock = os.path.join(statepath_for(confdir), f"{driver}-{upsname}")
+    try:
+        wait_for(lambda: os.path.exists(sock), 30, f"{driver} socket {sock}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{proc.output()}")
     return proc
 
 

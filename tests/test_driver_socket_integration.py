@@ -257,7 +257,9 @@ class NutshimDriverUnderNutUpsdTests(TestCase):
                 if upsd.poll() is not None:
                     raise AssertionError("upsd exited:\n" + box.log("upsd"))
                 outputs.append(await upsc())
-                if "device.model: Sim 1000" in outputs[-1]:
+                # NUT's upsd serves a dump while it arrives: wait for its end
+                # (ups.status replaces the WAIT upsd shows until then).
+                if "device.model: Sim 1000" in outputs[-1] and "ups.status: OL" in outputs[-1]:
                     return
                 await deferLater(reactor, 0.2, lambda: None)
             raise AssertionError("upsc never saw the UPS:\n%s\n%s\n%s" % (
