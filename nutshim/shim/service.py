@@ -29,8 +29,16 @@ __all__ = ["ListenerService"]
 log = Logger()
 
 
-class ListenerError(Exception):
-    """A required listener could not be bound."""
+class ListenerError(SystemExit):
+    """
+    A required listener could not be bound.
+
+    A C{SystemExit}, so that twistd stops with this one line instead of a
+    traceback, as nut-upsd does.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"nutshim shim: {message}")
 
 
 class ListenerService(Service):
