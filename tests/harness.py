@@ -37,9 +37,25 @@ __all__ = [
     "NUT_BIN",
     "private_run",
     "statepath_for",
+    "UPSD_USERS",
 ]
 
 NUT_BIN = "/lib/nut"
+
+#: upsd.users of the interop tests: an administrator, a Primary and a
+#: Secondary upsmon user.
+UPSD_USERS = """
+[admin]
+  password = adminpw
+  actions = SET FSD
+  instcmds = ALL
+[monpri]
+  password = pripw
+  upsmon primary
+[monsec]
+  password = secpw
+  upsmon secondary
+"""
 IN_CI = os.environ.get("CI") == "true"
 
 

@@ -15,6 +15,7 @@ import time
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.harness import (
+    UPSD_USERS,
     NUT_BIN,
     Process,
     free_port,
@@ -28,18 +29,6 @@ from tests.harness import (
     write,
 )
 
-UPSD_USERS = """
-[admin]
-  password = adminpw
-  actions = SET FSD
-  instcmds = ALL
-[monpri]
-  password = pripw
-  upsmon primary
-[monsec]
-  password = secpw
-  upsmon secondary
-"""
 
 LAB_DEV = """
 # A static UPS with declared types (nutshim extensions).

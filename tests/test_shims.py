@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.harness import (
+    UPSD_USERS,
     NUT_BIN,
     Process,
     free_port,
@@ -46,18 +47,6 @@ from tests.harness import (
     write,
 )
 
-UPSD_USERS = """
-[admin]
-  password = adminpw
-  actions = SET FSD
-  instcmds = ALL
-[monpri]
-  password = pripw
-  upsmon primary
-[monsec]
-  password = secpw
-  upsmon secondary
-"""
 
 LAB_DEV = """
 device.model: Shim Lab

@@ -42,6 +42,7 @@ from nutshim.pki._certs import (
     make_leaf,
 )
 from nutshim.pki.cli import main, resolve_directory
+from nutshim.testing import skip_or_fail
 
 OPENSSL = shutil.which("openssl")
 CERTUTIL = shutil.which("certutil")
@@ -641,7 +642,7 @@ class StrictTLSTests(SynchronousTestCase):
 
     def _openssl_verify(self, cert: x509.Certificate, *extra: str) -> subprocess.CompletedProcess[str]:
         if OPENSSL is None:
-            raise self.skipTest("no openssl command")
+            skip_or_fail(self, "no openssl command")
         leaf = self.dir / f"leaf-{cert.serial_number}.pem"
         leaf.write_bytes(_certs.certificate_pem(cert))
         return subprocess.run(
@@ -796,7 +797,7 @@ class CLIIssueTests(CLITestCase):
         for host in ("ups1", "192.0.2.10", "2001:db8::10"):
             _handshake(_server_context(pem), _strict_client(ca), host)
         if OPENSSL is None:
-            raise self.skipTest("no openssl command")
+            skip_or_fail(self, "no openssl command")
         leaf = self.dir / "leaf-only.pem"
         leaf.write_bytes(_certs.certificate_pem(
             load_pem_bundle((self.dir / "ups1.pem").read_bytes(), "x").certificate))
@@ -1106,7 +1107,7 @@ class CLIExportNSSTests(CLITestCase):
     def setUp(self) -> None:
         super().setUp()
         if CERTUTIL is None:
-            raise self.skipTest("certutil (libnss3-tools) is not installed")
+            skip_or_fail(self, "certutil (libnss3-tools) is not installed")
         self.ok("init")
         self.ok("server", "ups1", "--san", "192.0.2.10")
         self.nss = Path(self.mktemp()).absolute()

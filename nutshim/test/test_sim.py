@@ -22,6 +22,7 @@ from nutshim.drivers._simfile import (CommandDecl, EnumDecl, RangeDecl, Set, Tim
 from nutshim.drivers.base import TRACKING_INVALID, TRACKING_SUCCESS, TRACKING_UNKNOWN
 from nutshim.drivers.sim import (DEMO_SEQ, MAX_FILE_SIZE, SAMPLES, SimulatedUPS,
                                  make_sim_driver, resolve_port, sample_path)
+from nutshim.testing import skip_or_fail
 
 
 class ParseTests(SynchronousTestCase):
@@ -527,7 +528,7 @@ class SampleTests(SimTestCase):
             os.path.dirname(sample_path("demo.seq")), *[os.pardir] * 3)
         tree = os.path.join(checkout, "drivers")
         if not os.path.isdir(tree):
-            raise self.skipTest("no source tree (set NUTSHIM_CHECKOUT)")
+            skip_or_fail(self, "no source tree (set NUTSHIM_CHECKOUT)")
         for name in SAMPLES:
             with open(sample_path(name), "rb") as a, open(os.path.join(tree, name), "rb") as b:
                 self.assertEqual(a.read(), b.read(), name)
