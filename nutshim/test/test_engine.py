@@ -318,6 +318,96 @@ class ListTests(SynchronousTestCase):
         self.assertEqual(self.c.send(b"LIST CLIENT nodesc\n"), b"BEGIN LIST CLIENT nodesc\nEND LIST CLIENT nodesc\n")
 
 
+class RememberedListTests(SynchronousTestCase):
+    """
+    LIST VAR/RW/CMD replies are built once and reused; anything that could
+    change them (the driver's data, the FSD latch, a new driver, the
+    driver's availability) makes the next reply fresh.
+    """
+
+    def setUp(self) -> None:
+        self.engine, self.driver, self.clock = build()
+        self.c = Conversation(self.engine)
+
+    def test_same_bytes_reused(self) -> None:
+        """
+        Asking twice without a change gives the very same reply object.
+        """
+        session = self.c.session
+        request = parse_request(["LIST", "VAR", "fake"])
+        first, _ = self.engine.handle(session, request)
+        second, _ = self.engine.handle(session, parse_request(["LIST", "VAR", "fake"]))
+        self.assertIs(first, second)
+
+    def test_data_change(self) -> None:
+        """
+        A SETINFO, a new command, a new RW flag show in the next reply.
+        """
+        self.c.send(b"LIST VAR fake\nLIST CMD fake\nLIST RW fake\n")
+        self.driver.state.set_info("battery.charge", "42")
+        self.driver.state.add_command("test.battery.start")
+        self.driver.state.set_flags("device.model", ["RW", "STRING"])
+        self.assertIn(b'VAR fake battery.charge "42"\n', self.c.send(b"LIST VAR fake\n"))
+        self.assertIn(b"CMD fake test.battery.start\n", self.c.send(b"LIST CMD fake\n"))
+        self.assertIn(b'RW fake device.model "Test"\n', self.c.send(b"LIST RW fake\n"))
+
+    def test_fsd(self) -> None:
+        """
+        Setting the FSD latch shows in the next LIST VAR.
+        """
+        self.assertIn(b'"OL CHRG"', self.c.send(b"LIST VAR fake\n"))
+        self.c.login(b"admin", b"pw")
+        self.c.send(b"FSD fake\n")
+        self.assertIn(b'VAR fake ups.status "FSD OL CHRG"\n', self.c.send(b"LIST VAR fake\n"))
+
+    def test_new_driver(self) -> None:
+        """
+        A reload that gives the UPS another driver (whose state may have
+        the same generation number) is never answered from the old one.
+        """
+        self.c.send(b"LIST VAR fake\n")
+        entry = self.engine.registry.get("fake")
+        assert entry is not None
+        other = MemoryDriver()
+        for _ in range(self.driver.state.generation - 1):
+            other.state.set_info("x.counter", str(other.state.generation))
+        other.state.set_info("ups.status", "OB")
+        self.assertEqual(other.state.generation, self.driver.state.generation)
+        entry.driver = other
+        self.assertIn(b'VAR fake ups.status "OB"\n', self.c.send(b"LIST VAR fake\n"))
+
+    def test_availability_checked_every_time(self) -> None:
+        """
+        A stale or disconnected driver is refused even when a reply is
+        remembered.
+        """
+        self.c.send(b"LIST VAR fake\n")
+        self.driver.stale = True
+        self.assertEqual(self.c.send(b"LIST VAR fake\n"), b"ERR DATA-STALE\n")
+        self.driver.stale = False
+        self.driver.connected = False
+        self.assertEqual(self.c.send(b"LIST VAR fake\n"), b"ERR DRIVER-NOT-CONNECTED\n")
+
+    def test_spelling_kept(self) -> None:
+        """
+        Each spelling of the UPS name is echoed as typed, and the number of
+        remembered replies stays bounded.
+        """
+        self.assertTrue(self.c.send(b"LIST VAR FAKE\n").startswith(b"BEGIN LIST VAR FAKE\n"))
+        self.assertTrue(self.c.send(b"LIST VAR fake\n").startswith(b"BEGIN LIST VAR fake\n"))
+        entry = self.engine.registry.get("fake")
+        assert entry is not None
+        names = [
+            "".join(ch.upper() if (i >> k) & 1 else ch for k, ch in enumerate("fake"))
+            for i in range(16)
+        ]
+        for _ in range(entry.REPLIES_MAX // 16 + 2):
+            for name in names:
+                for verb in (b"VAR", b"RW", b"CMD"):
+                    self.c.send(b"LIST " + verb + b" " + name.encode() + b"\n")
+        self.assertLessEqual(len(entry.replies()), entry.REPLIES_MAX)
+
+
 class LoginTests(SynchronousTestCase):
     """
     USERNAME/PASSWORD, LOGIN/ATTACH, PRIMARY/MASTER, FSD and counting.

@@ -52,6 +52,7 @@ from nutshim.tls import (
 )
 from nutshim.upsd import tap
 from nutshim.upsd.engine import Engine
+from nutshim.upsd import protocol as protocol_module
 from nutshim.upsd.protocol import UpsdProtocol
 from nutshim.upsd.registry import Registry, UpsEntry
 from nutshim.upsd.service import UpsdFactory, UpsdService
@@ -392,6 +393,21 @@ class StartTLSTests(TLSTestCase):
         self.assertTrue(server.session.tls)
         self.assertIsNone(server.session.tls_identity)
         self.assertLogged("Client 127.0.0.1 is on TLS (TLSv1.3", "no client certificate")
+
+    def test_starttls_already_parsed(self) -> None:
+        """
+        A STARTTLS line already parsed on an earlier connection (the short
+        path for polls) still switches to TLS, on every connection.
+        """
+        self.configure()
+        for _ in range(2):
+            client = Client(client_tls())
+            server, pump = self.starttls(client)
+            self.assertIn(b"STARTTLS", protocol_module._PARSED)
+            self.assertTrue(client.handshake)
+            client.send(b"GET VAR fake ups.status\n")
+            pump.flush()
+            self.assertEqual(client.lines, [b"OK STARTTLS", b'VAR fake ups.status "OL"'])
 
     def test_pipelined_injection(self) -> None:
         """

@@ -337,6 +337,24 @@ class FastPathTests(SynchronousTestCase):
         self.assertEqual(sock.sent, b"OK Goodbye\n")
         self.assertTrue(transport.disconnecting)
 
+    def test_logout_already_parsed(self) -> None:
+        """
+        A LOGOUT line already parsed on another connection (the short path
+        for a read of one known request) still closes after its reply, and
+        LOGOUT followed by another request in the same read still does not.
+        """
+        warm, _ = connect(self.factory)
+        warm.dataReceived(b"LOGOUT\n")
+        self.assertIn(b"LOGOUT", protocol_module._PARSED)
+        proto, transport, sock = self.tcp_connect()
+        proto.dataReceived(b"LOGOUT\n")
+        self.assertEqual(sock.sent, b"OK Goodbye\n")
+        self.assertTrue(transport.disconnecting)
+        proto, transport, sock = self.tcp_connect()
+        proto.dataReceived(b"LOGOUT\nNETVER\n")
+        self.assertEqual(sock.sent, b"OK Goodbye\n1.3\n")
+        self.assertFalse(transport.disconnecting)
+
     def test_shared_parse_respects_continuation(self) -> None:
         """
         A line parsed on one connection is reused on another, but not as the

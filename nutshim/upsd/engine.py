@@ -167,9 +167,9 @@ class Engine:
             c.GetNumAttach: self._get_numlogins,
             c.GetTracking: self._get_tracking,
             c.ListUps: self._list_ups,
-            c.ListVar: self._list_var,
-            c.ListRw: self._list_rw,
-            c.ListCmd: self._list_cmd,
+            c.ListVar: self._remembered(self._list_var),
+            c.ListRw: self._remembered(self._list_rw),
+            c.ListCmd: self._remembered(self._list_cmd),
             c.ListClient: self._list_client,
             c.ListEnum: self._list_enum,
             c.ListRange: self._list_range,
@@ -322,6 +322,8 @@ class Engine:
     # GET.
 
     def _get_var(self, session: Session, req: c.Request) -> Reply:
+        # Not remembered: building this one line costs less than looking
+        # a request up in a cache.
         assert isinstance(req, c.GetVar)
         lname = req.name.lower()
         if lname.startswith("server."):
@@ -340,6 +342,25 @@ class Engine:
         if entry.fsd and lname == "ups.status":
             value = "FSD " + value
         return _ok(f'VAR {req.ups} {req.name} "{value}"'), Action.NONE
+
+    def _remembered(
+        self, build: Callable[[UpsEntry, c.Request], bytes]
+    ) -> Callable[[Session, c.Request], Reply]:
+        """
+        A handler for a request whose reply depends only on one UPS's data
+        and latch: built once, then served from L{UpsEntry.replies} until
+        that data changes.  (Availability is checked every time.)
+        """
+
+        def handler(session: Session, req: c.Request) -> Reply:
+            entry = self._available(getattr(req, "ups"))
+            replies = entry.replies()
+            reply = replies.get(req)
+            if reply is None:
+                reply = replies[req] = build(entry, req)
+            return reply, Action.NONE
+
+        return handler
 
     def _get_type(self, session: Session, req: c.Request) -> Reply:
         assert isinstance(req, c.GetType)
@@ -389,9 +410,8 @@ class Engine:
             body.append(_ok(f'UPS {entry.name} "{desc}"'))
         return list_block(("UPS",), body), Action.NONE
 
-    def _list_var(self, session: Session, req: c.Request) -> Reply:
+    def _list_var(self, entry: UpsEntry, req: c.Request) -> bytes:
         assert isinstance(req, c.ListVar)
-        entry = self._available(req.ups)
         ups = req.ups
         body = []
         for var in entry.driver.state.variables():
@@ -399,24 +419,22 @@ class Engine:
             if entry.fsd and var.name.lower() == "ups.status":
                 value = "FSD " + value
             body.append(f'VAR {ups} {var.name} "{value}"\n')
-        return _block(("VAR", ups), body), Action.NONE
+        return _block(("VAR", ups), body)
 
-    def _list_rw(self, session: Session, req: c.Request) -> Reply:
+    def _list_rw(self, entry: UpsEntry, req: c.Request) -> bytes:
         assert isinstance(req, c.ListRw)
-        entry = self._available(req.ups)
         ups = req.ups
         body = [
             f'RW {ups} {var.name} "{var.escaped}"\n'
             for var in entry.driver.state.variables()
             if var.flags & 1
         ]
-        return _block(("RW", ups), body), Action.NONE
+        return _block(("RW", ups), body)
 
-    def _list_cmd(self, session: Session, req: c.Request) -> Reply:
+    def _list_cmd(self, entry: UpsEntry, req: c.Request) -> bytes:
         assert isinstance(req, c.ListCmd)
-        entry = self._available(req.ups)
         body = [f"CMD {req.ups} {cmd}\n" for cmd in entry.driver.state.commands()]
-        return _block(("CMD", req.ups), body), Action.NONE
+        return _block(("CMD", req.ups), body)
 
     def _list_client(self, session: Session, req: c.Request) -> Reply:
         assert isinstance(req, c.ListClient)

@@ -92,6 +92,7 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
     #: provide ITCPTransport, ITLSTransport and abortConnection.
     transport: Any
     session: Session
+    _engine: Engine
 
     def __init__(self) -> None:
         self._tokenizer = RequestTokenizer()
@@ -120,7 +121,8 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         self.session = Session(ip, is_loopback(ip))
         self.session.tls_required = self.factory.tls_required_for(self.session)
         self.MAX_LENGTH = self.factory.max_line
-        self.factory.engine.registry.open(self.session)
+        self._engine = self.factory.engine
+        self._engine.registry.open(self.session)
         if ITCPTransport.providedBy(self.transport):
             try:
                 self.transport.setTcpNoDelay(True)
@@ -166,7 +168,21 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         if last >= 0 and data.find(b"\n") == last <= self.MAX_LENGTH and not self._buffer and not self.paused:
             # The usual read: exactly one whole request.
             self.resetTimeout()
-            self.lineReceived(data[:-1])
+            request = None if self._continued else _PARSED.get(data[:-1])
+            if request is not None and not self._out:
+                # ...and an already parsed one (a poll): answer it in one step.
+                self._close_pending = False
+                reply, action = self._engine.handle(self.session, request)
+                if action is Action.NONE:
+                    self._send(reply)
+                    return
+                self._out.append(reply)
+                if action is Action.CLOSE:
+                    self._close_pending = True
+                elif action is Action.START_TLS:
+                    self._start_tls()
+            else:
+                self.lineReceived(data[:-1])
         else:
             if b"\n" in data:
                 # A complete request (even a bad one) proves the client
@@ -204,7 +220,7 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
             request = self._parse(line)
             if request is None:
                 return
-        reply, action = self.factory.engine.handle(self.session, request)
+        reply, action = self._engine.handle(self.session, request)
         self._out.append(reply)
         if action is Action.CLOSE:
             self._close_pending = True
@@ -243,27 +259,29 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
     def _flush(self) -> None:
         """
         Send the replies of this read in one piece.
-
-        On plain TCP with nothing already queued, straight to the socket:
-        Twisted's C{write} would queue them and register for writability,
-        costing two C{epoll_ctl} calls and a reactor iteration per reply
-        (most of the daemon's time under load).  Whatever the socket does
-        not take goes through C{write}, which keeps the order and the
-        back-pressure (the registered streaming producer).
         """
         out = self._out
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self._out = []
+        if out:
+            self._out = []
+            self._send(out[0] if len(out) == 1 else b"".join(out))
+
+    def _send(self, data: bytes) -> None:
+        """
+        On plain TCP with nothing already queued, straight to the socket:
+        Twisted's C{write} would queue the reply and register for
+        writability, costing two C{epoll_ctl} calls and a reactor iteration
+        per reply (most of the daemon's time under load).  Whatever the
+        socket does not take goes through C{write}, which keeps the order
+        and the back-pressure (the registered streaming producer).
+        """
         transport = self.transport
         if (
             self._direct
-            and not transport.TLS
             and not transport.dataBuffer
             and not transport._tempDataLen
             and transport.connected
             and not transport.disconnecting
+            and not transport.TLS
         ):
             try:
                 sent = transport.socket.send(data)

@@ -10,7 +10,7 @@ configuration or a restarted driver never loses it.
 from __future__ import annotations
 
 import itertools
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Hashable, Iterator, List, Optional, Tuple
 
 from nutshim.drivers.base import IDriver
 
@@ -33,6 +33,10 @@ class UpsEntry:
     @ivar numlogins: the LOGIN/ATTACH count.
     """
 
+    #: At most this many remembered replies per UPS (case variants of names
+    #: are distinct requests, so a client could otherwise grow it).
+    REPLIES_MAX = 512
+
     def __init__(
         self, name: str, desc: Optional[str], driver: IDriver, driver_name: str, port: str
     ) -> None:
@@ -44,6 +48,26 @@ class UpsEntry:
         self.options: Dict[str, str] = {}
         self.fsd = False
         self.numlogins = 0
+        self._replies: Dict[Hashable, bytes] = {}
+        self._replies_stamp: Tuple[object, int, bool] = (None, -1, False)
+
+    def replies(self) -> Dict[Hashable, bytes]:
+        """
+        Replies that depend only on this UPS's data and FSD latch (LIST
+        VAR/RW/CMD), by request.  A client polling the same request, as
+        upsc-style monitors do, gets the bytes built for the first one until
+        the driver changes something: the state's generation, the driver
+        object (a reload) or the latch is part of the stamp, so the cache
+        can never answer with stale data.
+        """
+        state = self.driver.state
+        stamp = (state, state.generation, self.fsd)
+        if stamp != self._replies_stamp:
+            self._replies = {}
+            self._replies_stamp = stamp
+        elif len(self._replies) >= self.REPLIES_MAX:
+            self._replies = {}
+        return self._replies
 
 
 class Session:
