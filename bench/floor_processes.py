@@ -31,35 +31,7 @@ from typing import List, Optional, Sequence
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from upsd_bench import LOADGEN, build_loadgen  # noqa: E402
-
-#: N processes on one listening socket: the parent binds, forks N-1
-#: children, and every process adopts the same socket into its own reactor.
-FLOOR = """
-import os, socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(1024)
-s.setblocking(False)
-for _ in range(int(sys.argv[2]) - 1):
-    if os.fork() == 0:
-        break
-# Each process makes its own reactor (and epoll instance) after the fork.
-from twisted.internet import epollreactor
-epollreactor.install()
-from twisted.internet import protocol, reactor
-REPLY = b'VAR ups ups.status "OL"\\n'
-class Floor(protocol.Protocol):
-    def connectionMade(self):
-        self.transport.setTcpNoDelay(True)
-    def dataReceived(self, data):
-        self.transport.socket.send(REPLY * data.count(b"\\n"))
-reactor.adoptStreamPort(s.fileno(), socket.AF_INET, protocol.Factory.forProtocol(Floor))
-s.close()
-reactor.run()
-"""
-
+from upsd_bench import FLOOR_SERVER, LOADGEN, build_loadgen  # noqa: E402
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -81,7 +53,7 @@ def wait_listening(port: int) -> None:
 def run(python: str, procs: int, conns: int, seconds: int) -> float:
     port = free_port()
     server = subprocess.Popen(
-        [python, "-c", FLOOR, str(port), str(procs)], start_new_session=True
+        [python, "-c", FLOOR_SERVER, str(port), str(procs)], start_new_session=True
     )
     try:
         wait_listening(port)

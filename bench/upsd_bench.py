@@ -210,8 +210,22 @@ def fmt_us(us: float) -> str:
 #: The framework's ceiling: a Twisted server that answers every read with a
 #: canned GET VAR reply, straight to the socket (what nutshim's hot path
 #: does, minus nutshim).  Not a upsd: only for steady/connect runs.
+#: The bare Twisted floor: answers every request line with a canned GET VAR
+#: reply written straight to the socket.  argv: port [processes]; with more
+#: than one process they share the listening socket, each with its own
+#: reactor made after the fork (bench/floor_processes.py).
 FLOOR_SERVER = """
-import sys
+import os, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(1024)
+s.setblocking(False)
+for _ in range(int(sys.argv[2]) - 1 if len(sys.argv) > 2 else 0):
+    if os.fork() == 0:
+        break
+from twisted.internet import epollreactor
+epollreactor.install()
 from twisted.internet import protocol, reactor
 REPLY = b'VAR ups ups.status "OL"\\n'
 class Floor(protocol.Protocol):
@@ -219,8 +233,8 @@ class Floor(protocol.Protocol):
         self.transport.setTcpNoDelay(True)
     def dataReceived(self, data):
         self.transport.socket.send(REPLY * data.count(b"\\n"))
-factory = protocol.Factory.forProtocol(Floor)
-reactor.listenTCP(int(sys.argv[1]), factory, backlog=1024, interface="127.0.0.1")
+reactor.adoptStreamPort(s.fileno(), socket.AF_INET, protocol.Factory.forProtocol(Floor))
+s.close()
 reactor.run()
 """
 
