@@ -316,6 +316,41 @@ class NutshimUpsdTests(SynchronousTestCase):
         self.assertEqual(set(m.types("secondary")), {"ONBATT", "LOWBATT", "FSD", "SHUTDOWN"})
         self.assertIn(["FSD", ups, f"UPS {ups}: forced shutdown in progress"], m.notes("secondary"))
 
+    def test_reload_and_user_fsd(self) -> None:
+        """
+        SIGHUP re-reads upsmon.conf (a new MONITOR line logs in; a broken
+        file is refused and the daemon runs on with what it had), and SIGUSR2
+        (for NUT's C{upsmon -c fsd}) shuts a Secondary down.
+        """
+        m = Monitors(self)
+        write(m.path("steady.seq"), "ups.status: OL\nTIMER 600\n")
+        write(m.path("ups.conf"), "[sim]\n  driver = nutshim-sim\n  port = steady.seq\n")
+        write(m.path("upsd.conf"), "", 0o640)
+        port = free_port()
+        nutshim_daemon(self, m.dir, port)
+        proc = m.nutshim("secondary", port, "monsec", "secondary")
+        wait_for(lambda: numlogins(port) == b"NUMLOGINS sim 1\n", 12, "nut-upsmon attached")
+        path = m.path("secondary", "upsmon.conf")
+        with open(path) as f:
+            text = f.read()
+        # The same UPS under another MONITOR name (UPS names ignore case).
+        write(path, text + f"MONITOR SIM@127.0.0.1:{port} 0 monsec secpw secondary\n", 0o600)
+        proc.signal(signal.SIGHUP)
+        wait_for(lambda: numlogins(port) == b"NUMLOGINS sim 2\n", 12,
+                 f"the second MONITOR attached\n{proc.output()[-3000:]}")
+        write(path, text + "MINSUPPLIES 5\n", 0o600)
+        proc.signal(signal.SIGHUP)
+        wait_for(lambda: "Reload failed, keeping the running configuration" in proc.output(), 10,
+                 "the broken reload logged")
+        self.assertIn("total power value (1) less than MINSUPPLIES (5)", proc.output())
+        self.assertTrue(proc.alive())
+        self.assertEqual(numlogins(port), b"NUMLOGINS sim 2\n")
+        self.assertEqual(m.types("secondary"), [])
+        proc.signal(signal.SIGUSR2)
+        m.wait_shutdown("secondary", timeout=20)
+        self.assertIn("SHUTDOWN", m.types("secondary"))
+        self.assertIn("Forced shutdown requested by the administrator", proc.output())
+
     def test_tls(self) -> None:
         """
         Over STARTTLS with the CA verified (CERTPATH, CERTVERIFY 1,

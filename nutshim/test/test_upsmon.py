@@ -821,3 +821,237 @@ class PowerTests(SynchronousTestCase):
         h.clock.advance(2)
         self.successResultOf(stopping)
         self.assertFalse(h.sessions[0].running)
+
+
+class ReloadTests(SynchronousTestCase):
+    """
+    SIGHUP (C{upsmon -c reload}): a new C{upsmon.conf} is applied as NUT's
+    upsmon applies it, without losing what is known of the UPSes.
+    """
+
+    ONE = "MONITOR a@upsd 1 u p primary\n"
+
+    def setUp(self) -> None:
+        self.observer = EventLoggingObserver()
+        globalLogPublisher.addObserver(self.observer)
+        self.addCleanup(globalLogPublisher.removeObserver, self.observer)
+
+    def reloaded(self, h: Harness, text: str) -> bool:
+        conf = parse_upsmon_conf((BASE + ALL_EXEC + text).encode(), "upsmon.conf")
+        h.service._reader = lambda: conf
+        return h.service.reload()
+
+    def logged(self) -> List[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.observer]
+
+    def test_add_and_delete(self) -> None:
+        """
+        A new MONITOR line starts a session that logs in and is polled; a
+        missing one says DETACH and is no longer polled or counted.
+        """
+        h = Harness(self, self.ONE)
+        a = h.connect(0, "OL")
+        self.assertTrue(self.reloaded(h, "MONITOR b@upsd 1 u p secondary\n"))
+        self.assertEqual(len(h.sessions), 2)
+        self.assertTrue(h.sessions[1].running)
+        self.assertFalse(h.sessions[0].running)
+        self.assertEqual(a.calls[-1], "DETACH")
+        b = h.connect(1, "OL")
+        self.assertEqual(b.calls[:4], ["USERNAME u", "PASSWORD p", "ATTACH b",
+                                       "GET VAR b ups.status"])
+        polls = a.calls.count("GET VAR a ups.status")
+        h.advance(10)
+        self.assertEqual(a.calls.count("GET VAR a ups.status"), polls)
+        self.assertEqual(b.calls.count("GET VAR b ups.status"), 3)
+        self.assertEqual([m.spec.system for m in h.service.shutdown.monitors], ["b@upsd"])
+        self.assertIn("Deleting UPS [a@upsd]", self.logged())
+
+    def test_power_value(self) -> None:
+        """
+        A new power value counts at once, on the same connection; with
+        MINSUPPLIES now out of reach of the UPSes left, the shutdown begins.
+        """
+        h = Harness(self, "MONITOR a@upsd 1 u p primary\nMONITOR b@upsd 1 u p primary\n")
+        a = h.connect(0, "OL")
+        h.connect(1, "OB LB")
+        self.assertFalse(h.service.shutdown.begun)
+        self.assertTrue(self.reloaded(
+            h, "MONITOR a@upsd 1 u p primary\nMONITOR b@upsd 2 u p primary\nMINSUPPLIES 2\n"))
+        self.assertEqual(len(h.sessions), 2)
+        self.assertNotIn("DETACH", a.calls)
+        self.assertIn("UPS [b@upsd]: redefined power value to 2", self.logged())
+        self.assertTrue(h.service.shutdown.begun)
+
+    def test_relogin_keeps_state(self) -> None:
+        """
+        A changed password or role logs in again through a new session
+        (PRIMARY now asked for), keeping the known status: no event repeats.
+        """
+        h = Harness(self, "MONITOR a@upsd 1 u p secondary\n")
+        a = h.connect(0, "OB")
+        events = h.types()
+        self.assertTrue(self.reloaded(h, "MONITOR a@upsd 1 u p2 primary\n"))
+        self.assertEqual(a.calls[-1], "DETACH")
+        self.assertEqual(len(h.sessions), 2)
+        again = h.connect(1, "OB")
+        self.assertEqual(again.calls[:4], ["USERNAME u", "PASSWORD p2", "ATTACH a", "PRIMARY a"])
+        self.assertEqual(h.types(), events)
+        self.assertIn("UPS [a@upsd]: redefined password", self.logged())
+        self.assertIn("UPS [a@upsd]: redefined as a primary", self.logged())
+        # A connection the old session completes now is never polled.
+        late = FakeClient("OL")
+        h.sessions[0].connect(late)
+        h.clock.advance(5)
+        self.assertNotIn("GET VAR a ups.status", late.calls)
+        self.assertEqual(again.calls.count("GET VAR a ups.status"), 2)
+
+    def test_tls_change_relogs_everyone(self) -> None:
+        """
+        Changed TLS settings (CERTVERIFY here) need new connections for
+        every UPS.
+        """
+        h = Harness(self, self.ONE)
+        a = h.connect(0, "OL")
+        self.assertTrue(self.reloaded(h, self.ONE + "CERTVERIFY 1\n"))
+        self.assertEqual(a.calls[-1], "DETACH")
+        self.assertEqual(len(h.sessions), 2)
+
+    def test_other_settings(self) -> None:
+        """
+        NOTIFYMSG and POLLFREQ take effect without a new connection.
+        """
+        h = Harness(self, self.ONE)
+        a = h.connect(0, "OL")
+        self.assertTrue(self.reloaded(
+            h, self.ONE + 'POLLFREQ 1\nNOTIFYMSG ONBATT "on battery: %s"\n'))
+        self.assertEqual(len(h.sessions), 1)
+        h.clock.advance(5)  # the poll scheduled before the reload
+        h.clock.advance(1)
+        self.assertEqual(a.calls.count("GET VAR a ups.status"), 3)
+        a.status = "OB"
+        h.clock.advance(1)
+        self.assertIn(("ONBATT", "a@upsd", "on battery: a@upsd"), h.runner.notified())
+
+    def test_bad_file_keeps_running_config(self) -> None:
+        """
+        A file that cannot be used is logged; nothing changes.
+        """
+        from nutshim.config import ConfigError
+
+        h = Harness(self, self.ONE)
+        a = h.connect(0, "OL")
+
+        def broken() -> Any:
+            raise ConfigError("/etc/nut/upsmon.conf", 3, "MINSUPPLIES: not a number")
+
+        h.service._reader = broken
+        self.assertFalse(h.service.reload())
+        self.assertIn(
+            "Reload failed, keeping the running configuration:"
+            " /etc/nut/upsmon.conf:3: MINSUPPLIES: not a number", self.logged())
+        self.assertNotIn("DETACH", a.calls)
+        self.assertEqual(h.service.conf, h.conf)
+
+    def test_not_during_shutdown(self) -> None:
+        """
+        Once the shutdown has begun a reload changes nothing.
+        """
+        h = Harness(self, self.ONE)
+        h.connect(0, "OB LB")
+        self.assertTrue(h.service.shutdown.begun)
+        self.assertFalse(self.reloaded(h, "MONITOR b@upsd 1 u p secondary\n"))
+        self.assertEqual([m.spec.system for m in h.service.monitors], ["a@upsd"])
+
+    def test_stop_waits_for_goodbyes(self) -> None:
+        """
+        Stopping the daemon waits for a dropped UPS's DETACH too.
+        """
+        h = Harness(self, self.ONE)
+        a = h.connect(0, "OL")
+        a.replies["DETACH"] = Deferred()
+        self.reloaded(h, "MONITOR b@upsd 1 u p secondary\n")
+        stopped = h.service.stopService()
+        self.assertNoResult(stopped)
+        h.clock.advance(2)
+        self.successResultOf(stopped)
+
+
+class UserFSDTests(SynchronousTestCase):
+    """
+    SIGUSR2 (for C{upsmon -c fsd}): the administrator's forced shutdown.
+    """
+
+    def test_primary(self) -> None:
+        """
+        A Primary sets FSD and waits for its Secondaries, as when power runs
+        out; asking again changes nothing.
+        """
+        h = Harness(self, "MONITOR a@upsd 1 u p primary\n")
+        a = h.connect(0, "OL", numattach=[2])
+        h.service.user_fsd()
+        self.assertIn("FSD a", a.calls)
+        self.assertEqual(h.service.shutdown.phase, Phase.HOSTSYNC)
+        h.service.user_fsd()
+        self.assertEqual(a.calls.count("FSD a"), 1)
+
+    def test_secondary(self) -> None:
+        """
+        A Secondary shuts down its own system at once, FSD unsent.
+        """
+        h = Harness(self, "MONITOR a@upsd 1 u p secondary\n")
+        a = h.connect(0, "OL")
+        h.service.user_fsd()
+        self.assertNotIn("FSD a", a.calls)
+        h.clock.advance(5)
+        self.assertEqual(h.runner.commands()[-1], "/sbin/shutdown -h now")
+
+
+class SignalTests(SynchronousTestCase):
+    """
+    Which signals the production service listens to.
+    """
+
+    def test_handlers(self) -> None:
+        """
+        SIGHUP calls C{reload} and SIGUSR2 C{user_fsd}, through the
+        reactor's thread-safe queue; SIGUSR1 (twistd's log rotation) is never
+        touched, nor a SIGUSR2 someone else already handles.
+        """
+        import signal
+
+        saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)}
+        for signum, handler in saved.items():
+            self.addCleanup(signal.signal, signum, handler)
+        queued: List[Callable[[], Any]] = []
+
+        class Reactor:
+            def callFromThread(self, f: Callable[[], Any]) -> None:
+                queued.append(f)
+
+        def service() -> UpsmonService:
+            conf = parse_upsmon_conf(b"MONITOR a@h 1 u p primary\n", "upsmon.conf")
+            made = UpsmonService(conf, Clock(), lambda spec, prepare: FakeSession(spec, prepare),
+                                 FakeRunner(), reactor=Reactor())
+            made.startService()
+            self.addCleanup(made.stopService)
+            return made
+
+        def rotate(*args: object) -> None:
+            pass
+
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, rotate)
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        first = service()
+        self.assertIs(signal.getsignal(signal.SIGUSR1), rotate)
+        for signum in (signal.SIGHUP, signal.SIGUSR2):
+            handler = signal.getsignal(signum)
+            assert callable(handler)
+            handler(signum, None)
+        self.assertEqual(queued, [first.reload, first.user_fsd])
+
+        signal.signal(signal.SIGUSR2, rotate)
+        service()
+        self.assertIs(signal.getsignal(signal.SIGUSR2), rotate)

@@ -116,7 +116,7 @@ class UPSMonitor:
         self.conf = conf
         self.spec = spec
         self.listener = listener
-        self.session = sessions(spec, self._prepare)
+        self.session = self._new_session(sessions)
         self.client: Optional[UpsdClient] = None
         self.symbols: Optional[FrozenSet[str]] = None
         self.line: Optional[str] = None
@@ -148,21 +148,56 @@ class UPSMonitor:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        return self._drop(self.session)
+
+    def reconnect(self, sessions: SessionFactory) -> Deferred[None]:
+        """
+        Drop the connection and log in again through a new session, keeping
+        what is known of the UPS: NUT's C{drop_connection} after a reload
+        that redefines the user, password or role (or, here, the TLS
+        settings).  Fires once the old session is closed.
+        """
+        old = self.session
+        self.session = self._new_session(sessions)
+        dropped = self._drop(old)
+        if self._running:
+            self.session.startService()
+        return dropped
+
+    def _new_session(self, sessions: SessionFactory) -> IService:
+        """
+        A session whose logins count only while it is this monitor's own:
+        a connection an old session completes after L{reconnect} is never
+        used.
+        """
+        made: list[IService] = []
+
+        def prepare(client: Any) -> Deferred[None]:
+            return Deferred.fromCoroutine(self._login(client, made[0]))
+
+        made.append(sessions(self.spec, prepare))
+        return made[0]
+
+    def _drop(self, session: IService) -> Deferred[None]:
+        """
+        Say C{DETACH} (as NUT's C{upscli_disconnect} says C{LOGOUT}) on the
+        current connection and stop C{session}.  Never fails.
+        """
         client, self.client = self.client, None
         detaching: Optional[Deferred[None]] = None
         if client is not None:
             detaching = client.detach()
             detaching.addTimeout(DETACH_WAIT, self.clock)
             detaching.addErrback(lambda failure: None)
-        stopped: Deferred[None] = Deferred.fromCoroutine(self._stop_session(detaching))
+        stopped: Deferred[None] = Deferred.fromCoroutine(self._stop_session(session, detaching))
         return stopped
 
-    async def _stop_session(self, detaching: Optional[Deferred[None]]) -> None:
+    async def _stop_session(self, session: IService, detaching: Optional[Deferred[None]]) -> None:
         if detaching is not None:
             # DETACH falls back to LOGOUT on older servers: let it finish.
             await detaching
-        if self.session.running:
-            stopping = self.session.stopService()
+        if session.running:
+            stopping = session.stopService()
             if stopping is not None:
                 await stopping
 
@@ -181,10 +216,7 @@ class UPSMonitor:
 
     # -- session ------------------------------------------------------------
 
-    def _prepare(self, client: Any) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._login(client))
-
-    async def _login(self, client: UpsdClient) -> None:
+    async def _login(self, client: UpsdClient, session: IService) -> None:
         spec = self.spec
         try:
             await _authenticate(client, spec.username, spec.password)
@@ -200,7 +232,7 @@ class UPSMonitor:
                 except NUTError as e:
                     self.log.critical("Primary privileges unavailable on UPS [{ups}]: {error}",
                                       ups=spec.system, error=e.line)
-        if not self._running:
+        if not self._running or session is not self.session:
             return
         self.client = client
         client.when_closed().addCallback(self._closed, client)

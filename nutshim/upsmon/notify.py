@@ -78,6 +78,13 @@ class Notifier:
         self._wall = wall
         self.pending: List[Deferred[int]] = []
 
+    def reconfigure(self, conf: UpsmonConf) -> None:
+        """
+        Use a reloaded C{upsmon.conf} from the next notification on
+        (commands already started run on).
+        """
+        self._conf = conf
+
     def notify(self, notify_type: str, system: Optional[str]) -> str:
         """
         Give one notification.

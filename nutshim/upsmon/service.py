@@ -10,13 +10,20 @@ server that stops answering is judged on the clock (C{DEADTIME}) even
 while its requests hang.
 
 Everything external is injected: the clock, the sessions (production:
-L{NUTClientService}; tests: fakes), the command runner and what to do once
-C{SHUTDOWNCMD} has run (production: stop the reactor, as upsmon exits).
+L{NUTClientService}; tests: fakes), the command runner, what to do once
+C{SHUTDOWNCMD} has run (production: stop the reactor, as upsmon exits) and
+how to re-read C{upsmon.conf} for a reload.
+
+Signals stand for NUT upsmon's C{-c} commands: SIGHUP reloads the
+configuration (C{upsmon -c reload}), SIGUSR2 asks for the forced shutdown
+(C{upsmon -c fsd}, which sends SIGUSR1: see L{UpsmonService._install_signals}),
+SIGTERM stops (twistd's own).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Mapping, Optional
+import signal
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import IService, MultiService
@@ -93,41 +100,178 @@ class UpsmonService(MultiService):
         runner: IRunner,
         on_done: Optional[Callable[[], None]] = None,
         environ: Optional[Mapping[str, str]] = None,
+        reader: Optional[Callable[[], UpsmonConf]] = None,
+        sessions_for: Optional[Callable[[UpsmonConf], SessionFactory]] = None,
+        reactor: Any = None,
     ) -> None:
+        """
+        @param reader: re-reads and checks C{upsmon.conf} for a reload,
+            raising L{ConfigError} (or the TLS settings' error) when it
+            cannot be used.
+        @param sessions_for: the session factory for a reloaded
+            configuration (its TLS settings and retry policy).
+        @param reactor: where to install the signal handlers (production).
+        """
         super().__init__()
         self.conf = conf
         self.clock = clock
+        self.sessions = sessions
         self.notifier = Notifier(conf, runner, environ)
         self.monitors: List[UPSMonitor] = [
             UPSMonitor(clock, conf, spec, sessions, self) for spec in conf.monitors
         ]
         self.shutdown = ShutdownSequence(clock, conf, self.monitors, self.notifier, runner,
                                          on_done)
+        self._reader = reader
+        self._sessions_for = sessions_for
+        self._reactor = reactor
+        #: Monitors dropped by a reload and still saying goodbye.
+        self._leaving: List[Deferred[None]] = []
 
     @classmethod
-    def for_reactor(cls, conf: UpsmonConf, reactor: Any) -> "UpsmonService":
+    def for_reactor(cls, conf: UpsmonConf, reactor: Any,
+                    reader: Optional[Callable[[], UpsmonConf]] = None) -> "UpsmonService":
         """
-        The production service: real sessions and processes, and the reactor
-        stopped once C{SHUTDOWNCMD} has run.
+        The production service: real sessions and processes, the reactor
+        stopped once C{SHUTDOWNCMD} has run, and NUT's signals.
         """
         return cls(conf, reactor, nut_sessions(reactor, conf), ProcessRunner(reactor),
-                   on_done=reactor.stop)
+                   on_done=reactor.stop, reader=reader,
+                   sessions_for=lambda c: nut_sessions(reactor, c), reactor=reactor)
 
     def startService(self) -> None:
         super().startService()
         for spec in self.conf.monitors:
-            self.log.info("UPS: {ups} ({role}) (power value {value})", ups=spec.system,
-                          role="primary" if spec.primary else "secondary",
-                          value=spec.powervalue)
+            self._log_monitor(spec)
         self.log.info("Using power down flag file {path}", path=self.conf.powerdownflag)
         for monitor in self.monitors:
             monitor.start()
+        self._install_signals()
+
+    def _log_monitor(self, spec: Monitor) -> None:
+        self.log.info("UPS: {ups} ({role}) (power value {value})", ups=spec.system,
+                      role="primary" if spec.primary else "secondary", value=spec.powervalue)
 
     def stopService(self) -> Deferred[Any]:
-        stops = [m.stop() for m in self.monitors]
+        stops = [m.stop() for m in self.monitors] + self._leaving
         d: Deferred[Any] = gatherResults(stops)
         d.addBoth(lambda _: super(UpsmonService, self).stopService())
         return d
+
+    # -- signals (upsmon -c reload|fsd) --------------------------------------
+
+    def _install_signals(self) -> None:
+        """
+        SIGHUP reloads, SIGUSR2 forces the shutdown.  Not SIGUSR1, NUT's
+        signal for C{-c fsd}: under twistd it rotates the log file, and a
+        logrotate job must never power the machine off.  A signal someone
+        else already handles (twistd --debug's SIGUSR2) is left alone.
+        """
+        reactor = self._reactor
+        if reactor is None or not hasattr(reactor, "callFromThread"):
+            return
+        for name, handler in (("SIGHUP", self.reload), ("SIGUSR2", self.user_fsd)):
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            if signal.getsignal(signum) not in (signal.SIG_DFL, None):
+                self.log.warn("{signal} is already taken: not listening to it", signal=name)
+                continue
+            try:
+                signal.signal(signum, lambda *a, h=handler: reactor.callFromThread(h))
+            except ValueError:
+                pass  # not the main thread
+
+    def user_fsd(self) -> None:
+        """
+        C{upsmon -c fsd}: the administrator asks for the forced shutdown
+        now, as if power had run out (a Primary sets FSD and waits for its
+        Secondaries first).
+        """
+        if self.shutdown.begun:
+            self.log.info("Forced shutdown requested: already shutting down")
+            return
+        self.log.critical("Forced shutdown requested by the administrator (signal)")
+        self.shutdown.begin()
+
+    # -- reload (upsmon -c reload) -------------------------------------------
+
+    def reload(self) -> bool:
+        """
+        Re-read C{upsmon.conf} and apply it; a file that cannot be used is
+        logged and the running configuration stays (NUT's upsmon exits).
+
+        @return: whether the new configuration is in use.
+        """
+        if self._reader is None:
+            self.log.warn("Reload requested, but this upsmon has no configuration file")
+            return False
+        self.log.info("Reloading configuration")
+        try:
+            conf = self._reader()
+        except Exception as e:
+            self.log.error("Reload failed, keeping the running configuration: {error}",
+                           error=str(e))
+            return False
+        for warning in conf.warnings:
+            self.log.warn("{warning}", warning=str(warning))
+        return self.apply(conf)
+
+    def apply(self, conf: UpsmonConf) -> bool:
+        """
+        Use a new configuration as NUT's upsmon does on reload: monitors are
+        matched by their C{MONITOR} name; new ones start, missing ones say
+        goodbye, kept ones keep what they know of their UPS and take the new
+        power value at once, and log in again when their user, password or
+        role (or the TLS settings) changed.  Everything else applies from
+        the next poll or notification.  Not during a shutdown.
+        """
+        if self.shutdown.begun:
+            self.log.warn("Reload ignored: the shutdown has begun")
+            return False
+        if self._sessions_for is not None:
+            self.sessions = self._sessions_for(conf)
+        relogin = _tls_settings(self.conf) != _tls_settings(conf)
+        old: Dict[str, UPSMonitor] = {m.spec.system: m for m in self.monitors}
+        monitors: List[UPSMonitor] = []
+        started: List[UPSMonitor] = []
+        for spec in conf.monitors:
+            monitor = old.pop(spec.system, None)
+            if monitor is None:
+                monitor = UPSMonitor(self.clock, conf, spec, self.sessions, self)
+                self._log_monitor(spec)
+                started.append(monitor)
+            else:
+                for what in _redefined(monitor.spec, spec):
+                    self.log.info("UPS [{ups}]: redefined {what}", ups=spec.system, what=what)
+                login_changed = (monitor.spec.username, monitor.spec.password,
+                                 monitor.spec.primary) != (spec.username, spec.password,
+                                                           spec.primary)
+                monitor.conf = conf
+                monitor.spec = spec
+                if relogin or login_changed:
+                    self._goodbye(monitor.reconnect(self.sessions))
+            monitors.append(monitor)
+        for monitor in old.values():
+            self.log.info("Deleting UPS [{ups}]", ups=monitor.spec.system)
+            self._goodbye(monitor.stop())
+        self.conf = conf
+        self.monitors[:] = monitors
+        self.notifier.reconfigure(conf)
+        self.shutdown.conf = conf
+        self.shutdown.monitors = list(monitors)
+        if self.running:
+            for monitor in started:
+                monitor.start()
+        self.log.info("Configuration reloaded: {n} UPS(es), MINSUPPLIES {minimum}",
+                      n=len(monitors), minimum=conf.minsupplies)
+        self.recalc()
+        return True
+
+    def _goodbye(self, closing: Deferred[None]) -> None:
+        """Wait for a dropped session's goodbye when stopping, until it is said."""
+        self._leaving.append(closing)
+        closing.addBoth(lambda _: self._leaving.remove(closing))
 
     # -- MonitorListener ----------------------------------------------------
 
@@ -162,3 +306,23 @@ class UpsmonService(MultiService):
                 value=value, minimum=self.conf.minsupplies,
             )
             self.shutdown.begin()
+
+
+def _tls_settings(conf: UpsmonConf) -> tuple[object, ...]:
+    """What a session's TLS depends on."""
+    return (conf.certpath, conf.certverify, conf.forcessl, conf.certhosts, conf.certpins,
+            conf.certfile, conf.tls_min_version)
+
+
+def _redefined(old: Monitor, new: Monitor) -> List[str]:
+    """What a reload changed in one C{MONITOR} line, in NUT's words."""
+    changed = []
+    if old.powervalue != new.powervalue:
+        changed.append(f"power value to {new.powervalue}")
+    if old.username != new.username:
+        changed.append("username")
+    if old.password != new.password:
+        changed.append("password")
+    if old.primary != new.primary:
+        changed.append("as a primary" if new.primary else "as a secondary")
+    return changed

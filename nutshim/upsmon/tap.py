@@ -17,9 +17,10 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from nutshim.config import ConfigError, load_upsmon_conf
+from nutshim.config.upsmonconf import UpsmonConf
 from nutshim.config.paths import confdir
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "makeService", "read_config"]
 
 log = Logger()
 
@@ -49,19 +50,30 @@ class Options(usage.Options):
         path = self["config"] or default_config()
         self["config"] = path
         try:
-            conf = load_upsmon_conf(path)
-            conf.check(path)
+            self["conf"] = read_config(path)
         except ConfigError as e:
             raise usage.UsageError(str(e))
-        from nutshim.client.tls import TLSConfigError
-        from nutshim.upsmon.tls import tls_settings
 
-        for monitor in conf.monitors:
-            try:
-                tls_settings(conf, monitor.host).options(monitor.host)
-            except TLSConfigError as e:
-                raise usage.UsageError(f"{path}: MONITOR {monitor.system}: {e}")
-        self["conf"] = conf
+
+def read_config(path: str) -> UpsmonConf:
+    """
+    Read and check C{upsmon.conf} and the TLS files it names, at start-up
+    and for each reload.
+
+    @raise ConfigError: naming the file and line, or the C{MONITOR} whose
+        TLS settings cannot be used.
+    """
+    conf = load_upsmon_conf(path)
+    conf.check(path)
+    from nutshim.client.tls import TLSConfigError
+    from nutshim.upsmon.tls import tls_settings
+
+    for monitor in conf.monitors:
+        try:
+            tls_settings(conf, monitor.host).options(monitor.host)
+        except TLSConfigError as e:
+            raise ConfigError(path, None, f"MONITOR {monitor.system}: {e}")
+    return conf
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -78,5 +90,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for warning in conf.warnings:
         log.warn("{warning}", warning=str(warning))
     top = MultiService()
-    UpsmonService.for_reactor(conf, reactor).setServiceParent(top)
+    path = options["config"]
+    UpsmonService.for_reactor(conf, reactor, reader=lambda: read_config(path)).setServiceParent(top)
     return top
