@@ -183,6 +183,16 @@ static uint64_t max_late_us;
 
 /* Read what is there; returns 1 when a whole line is in, 0 if not yet,
  * -1 on EOF/error. */
+/* The machine-readable line the bench script parses (steady, connect). */
+static void print_result(const char *mode, double secs, uint64_t done)
+{
+    printf("RESULT mode=%s conns=%d seconds=%.1f requests=%llu rps=%.1f p50_us=%.0f p99_us=%.0f "
+           "p999_us=%.0f max_us=%llu errors=%llu bad=%llu total=%llu\n",
+           mode, opt_conns, secs, (unsigned long long)done, (double)done / secs, hist_pct(&hist, 50),
+           hist_pct(&hist, 99), hist_pct(&hist, 99.9), (unsigned long long)hist.max,
+           (unsigned long long)n_errors, (unsigned long long)n_bad_replies, (unsigned long long)n_total);
+}
+
 static int read_line(conn_t *c)
 {
     for (;;) {
@@ -301,11 +311,7 @@ static void run_steady(void)
     double secs = opt_seconds;
     printf("steady: %d connections, %.1f s: %llu requests, %.0f req/s\n", opt_conns, secs,
            (unsigned long long)done, (double)done / secs);
-    printf("RESULT mode=steady conns=%d seconds=%.1f requests=%llu rps=%.1f p50_us=%.0f p99_us=%.0f "
-           "p999_us=%.0f max_us=%llu errors=%llu bad=%llu total=%llu\n",
-           opt_conns, secs, (unsigned long long)done, (double)done / secs, hist_pct(&hist, 50),
-           hist_pct(&hist, 99), hist_pct(&hist, 99.9), (unsigned long long)hist.max,
-           (unsigned long long)n_errors, (unsigned long long)n_bad_replies, (unsigned long long)n_total);
+    print_result("steady", secs, done);
     for (int i = 0; i < opt_conns; i++)
         if (conns[i].state != ST_DEAD)
             close(conns[i].fd);
@@ -391,11 +397,7 @@ static void run_connect(void)
     double secs = opt_seconds;
     printf("connect: %d slots, %.1f s: %llu connect+GET+close cycles, %.0f cycles/s\n", opt_conns, secs,
            (unsigned long long)done, (double)done / secs);
-    printf("RESULT mode=connect conns=%d seconds=%.1f requests=%llu rps=%.1f p50_us=%.0f p99_us=%.0f "
-           "p999_us=%.0f max_us=%llu errors=%llu bad=%llu total=%llu\n",
-           opt_conns, secs, (unsigned long long)done, (double)done / secs, hist_pct(&hist, 50),
-           hist_pct(&hist, 99), hist_pct(&hist, 99.9), (unsigned long long)hist.max,
-           (unsigned long long)n_errors, (unsigned long long)n_bad_replies, (unsigned long long)n_total);
+    print_result("connect", secs, done);
     for (int i = 0; i < opt_conns; i++)
         if (conns[i].state != ST_DEAD)
             close(conns[i].fd);

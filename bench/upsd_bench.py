@@ -39,10 +39,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -249,6 +250,34 @@ def real_upsd(testcase: object, confdir: str, port: int) -> Process:
     except AssertionError:
         raise AssertionError("upsd did not start:\n" + proc.output())
     return proc
+
+
+def upsmon_conf(confdir: str, port: int, user: str, pw: str, role: str, tag: str) -> str:
+    """
+    NUT's upsmon.conf for a monitor C{tag} of UPS C{sim} on 127.0.0.1:port
+    whose SHUTDOWNCMD touches C{confdir/shutdown-TAG} and whose NOTIFYCMD
+    appends C{NOTIFYTYPE UPSNAME} to C{confdir/notify-TAG}.
+    """
+    return textwrap.dedent(
+        f"""
+        RUN_AS_USER root
+        MONITOR sim@127.0.0.1:{port} 1 {user} {pw} {role}
+        MINSUPPLIES 1
+        SHUTDOWNCMD "/usr/bin/touch {confdir}/shutdown-{tag}"
+        NOTIFYCMD "/bin/sh -c 'echo $NOTIFYTYPE $UPSNAME >> {confdir}/notify-{tag}'"
+        NOTIFYFLAG ONLINE EXEC
+        NOTIFYFLAG ONBATT EXEC
+        NOTIFYFLAG LOWBATT EXEC
+        NOTIFYFLAG FSD EXEC
+        NOTIFYFLAG SHUTDOWN EXEC
+        POLLFREQ 1
+        POLLFREQALERT 1
+        HOSTSYNC 10
+        DEADTIME 15
+        FINALDELAY 0
+        POWERDOWNFLAG {confdir}/killpower-{tag}
+        """
+    )
 
 
 def query(port: int, data: bytes, until: bytes = b"\n", timeout: float = 5.0) -> bytes:

@@ -28,7 +28,6 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest, TestCase

@@ -10,21 +10,21 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.harness import (
-    UPSD_USERS,
     NUT_BIN,
-    Process,
+    UPSD_USERS,
     free_port,
     nut_env,
     nutshim_daemon,
     private_run,
+    Process,
     query,
     require,
     run,
+    upsmon_conf,
     wait_for,
     write,
 )
@@ -250,29 +250,6 @@ ups.status: OB LB
 battery.charge: 10
 TIMER 600
 """
-
-
-def upsmon_conf(confdir: str, port: int, user: str, pw: str, role: str, tag: str) -> str:
-    return textwrap.dedent(
-        f"""
-        RUN_AS_USER root
-        MONITOR sim@127.0.0.1:{port} 1 {user} {pw} {role}
-        MINSUPPLIES 1
-        SHUTDOWNCMD "/usr/bin/touch {confdir}/shutdown-{tag}"
-        NOTIFYCMD "/bin/sh -c 'echo $NOTIFYTYPE $UPSNAME >> {confdir}/notify-{tag}'"
-        NOTIFYFLAG ONLINE EXEC
-        NOTIFYFLAG ONBATT EXEC
-        NOTIFYFLAG LOWBATT EXEC
-        NOTIFYFLAG FSD EXEC
-        NOTIFYFLAG SHUTDOWN EXEC
-        POLLFREQ 1
-        POLLFREQALERT 1
-        HOSTSYNC 10
-        DEADTIME 15
-        FINALDELAY 0
-        POWERDOWNFLAG {confdir}/killpower-{tag}
-        """
-    )
 
 
 class UpsmonTests(SynchronousTestCase):

@@ -31,18 +31,19 @@ from typing import Dict, List, Optional, Sequence
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.harness import (
-    UPSD_USERS,
     NUT_BIN,
-    Process,
+    UPSD_USERS,
     free_port,
     nut_env,
     private_run,
+    Process,
     query,
     real_driver,
     real_upsd,
     require,
     run,
     twistd,
+    upsmon_conf,
     wait_for,
     write,
 )
@@ -340,26 +341,7 @@ class ChainTests(ChainTestCase):
         ):
             mdir = os.path.join(self.dir, tag)
             os.makedirs(mdir)
-            conf = textwrap.dedent(
-                f"""
-                RUN_AS_USER root
-                MONITOR sim@127.0.0.1:{ports[tag]} 1 {user} {pw} {role}
-                MINSUPPLIES 1
-                SHUTDOWNCMD "/usr/bin/touch {self.dir}/shutdown-{tag}"
-                NOTIFYCMD "/bin/sh -c 'echo $NOTIFYTYPE $UPSNAME >> {self.dir}/notify-{tag}'"
-                NOTIFYFLAG ONLINE EXEC
-                NOTIFYFLAG ONBATT EXEC
-                NOTIFYFLAG LOWBATT EXEC
-                NOTIFYFLAG FSD EXEC
-                NOTIFYFLAG SHUTDOWN EXEC
-                POLLFREQ 1
-                POLLFREQALERT 1
-                HOSTSYNC 10
-                DEADTIME 15
-                FINALDELAY 0
-                POWERDOWNFLAG {self.dir}/killpower-{tag}
-                """
-            )
+            conf = upsmon_conf(self.dir, ports[tag], user, pw, role, tag)
             write(os.path.join(mdir, "upsmon.conf"), conf, 0o600)
             proc = Process(
                 private_run(mdir, [upsmon, "-F", "-D"]),

@@ -23,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.harness import (
     NUT_BIN,
+    UPSD_USERS,
     Process,
     free_port,
     nut_env,
@@ -37,15 +38,6 @@ from tests.harness import (
     wait_for,
     write,
 )
-
-UPSD_USERS = """
-[monpri]
-  password = pripw
-  upsmon primary
-[monsec]
-  password = secpw
-  upsmon secondary
-"""
 
 #: OL long enough for every monitor to log in, then OB, then OB LB.
 OUTAGE_SEQ = """

@@ -22,7 +22,7 @@ from typing import Iterator, List, Optional
 
 from nutshim.protocol._tokenizer import ParseError, tokenize_file
 
-__all__ = ["ConfigError", "ConfigWarning", "logical_lines", "read_config_file"]
+__all__ = ["ConfigError", "ConfigWarning", "LineReader", "logical_lines", "read_config_file"]
 
 
 def _where(path: str, lineno: Optional[int]) -> str:
@@ -66,6 +66,24 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "%s: %s" % (_where(self.path, self.lineno), self.message)
+
+
+class LineReader:
+    """
+    Base of the one-pass readers of NUT's files: knows which file and line
+    it is at, so that every warning and error names them.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.warnings: List[ConfigWarning] = []
+        self.lineno = 0
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(ConfigWarning(self.path, self.lineno, message))
+
+    def fail(self, message: str) -> ConfigError:
+        return ConfigError(self.path, self.lineno, message)
 
 
 def read_config_file(

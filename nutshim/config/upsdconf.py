@@ -49,7 +49,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional
 
-from ._errors import ConfigError, ConfigWarning, logical_lines, read_config_file
+from ._errors import ConfigWarning, LineReader, logical_lines, read_config_file
 
 __all__ = [
     "DEFAULT_PORT",
@@ -166,23 +166,15 @@ def _boolean(text: str, digits: bool) -> Optional[bool]:
     return None
 
 
-class _Parser:
+class _Parser(LineReader):
     """
     One pass over the file, collecting fields for L{UpsdConf}.
     """
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.warnings: List[ConfigWarning] = []
+        super().__init__(path)
         self.fields: Dict[str, Any] = {}
         self.listen: List[Listen] = []
-        self.lineno = 0
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(ConfigWarning(self.path, self.lineno, message))
-
-    def fail(self, message: str) -> ConfigError:
-        return ConfigError(self.path, self.lineno, message)
 
     def line(self, lineno: int, words: List[str]) -> None:
         self.lineno = lineno

@@ -52,7 +52,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from nutshim.upsmon.events import NOTIFY_TYPES, default_flags, default_message
 
-from ._errors import ConfigError, ConfigWarning, logical_lines, read_config_file
+from ._errors import ConfigError, ConfigWarning, LineReader, logical_lines, read_config_file
 
 __all__ = [
     "CertHost",
@@ -233,27 +233,19 @@ def split_system(system: str) -> Optional[Tuple[str, str, int]]:
     return upsname, host, port
 
 
-class _Parser:
+class _Parser(LineReader):
     """
     One pass over the file, collecting fields for L{UpsmonConf}.
     """
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.warnings: List[ConfigWarning] = []
+        super().__init__(path)
         self.fields: Dict[str, Any] = {}
         self.monitors: List[Monitor] = []
         self.notifymsg: Dict[str, str] = {}
         self.notifyflag: Dict[str, FrozenSet[str]] = {}
         self.certhosts: Dict[str, CertHost] = {}
         self.certpins: Dict[str, str] = {}
-        self.lineno = 0
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(ConfigWarning(self.path, self.lineno, message))
-
-    def fail(self, message: str) -> ConfigError:
-        return ConfigError(self.path, self.lineno, message)
 
     def line(self, lineno: int, words: List[str]) -> None:
         self.lineno = lineno

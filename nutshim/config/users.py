@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Dict, List, Mapping, Optional
 
-from ._errors import ConfigError, ConfigWarning, logical_lines, read_config_file
+from ._errors import ConfigError, ConfigWarning, LineReader, logical_lines, read_config_file
 
 __all__ = ["User", "Users", "parse_users", "load_users", "normalize_fingerprint"]
 
@@ -175,16 +175,11 @@ class _Builder:
         )
 
 
-class _Parser:
+class _Parser(LineReader):
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.warnings: List[ConfigWarning] = []
+        super().__init__(path)
         self.users: Dict[str, _Builder] = {}
         self.current: Optional[_Builder] = None
-        self.lineno = 0
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(ConfigWarning(self.path, self.lineno, message))
 
     def line(self, lineno: int, words: List[str]) -> None:
         """

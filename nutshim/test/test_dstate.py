@@ -699,7 +699,7 @@ class DriverSocketFactoryTests(SynchronousTestCase):
         SET/INSTCMD reach the driver; a tracked result goes back only to the
         connection that asked; an undelivered or failing request is FAILED.
         """
-        (p1, t1), (p2, t2) = self.client(), self.client()
+        (p1, t1), (_, t2) = self.client(), self.client()
         p1.dataReceived(b'SET battery.charge "50" TRACKING id-1\n'
                         b"INSTCMD load.off 5 TRACKING id-2\nINSTCMD beeper.off\n")
         self.driver.answer = None

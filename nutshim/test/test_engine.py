@@ -15,7 +15,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from nutshim.config.users import parse_users
 from nutshim.protocol import ParseError, RequestTokenizer, parse_request
-from nutshim.state import Flags
 from nutshim.testing import MemoryDriver
 from nutshim.upsd.engine import Action, Engine
 from nutshim.upsd.registry import Registry, Session, UpsEntry

@@ -1162,7 +1162,7 @@ class CLIExportNSSTests(CLITestCase):
         prints the upsd.conf lines.
         """
         if PK12UTIL is None:
-            raise self.skipTest("pk12util is not installed")
+            skip_or_fail(self, "pk12util (libnss3-tools) is not installed")
         out = self.ok("export-nss", str(self.nss), "--server", "ups1")
         self.assertRegex(self.nicknames(), r"(?m)^ups1\s+u,u,u")
         self.assertIn('CERTIDENT "ups1" ""', out)
@@ -1187,7 +1187,7 @@ class CLIExportNSSTests(CLITestCase):
         deletion of the old entries through and refuse the import).
         """
         if PK12UTIL is None:
-            raise self.skipTest("pk12util is not installed")
+            skip_or_fail(self, "pk12util (libnss3-tools) is not installed")
         pw, bad = Path(self.mktemp()), Path(self.mktemp())
         pw.write_text("s3cret\n")
         bad.write_text("wrong\n")
@@ -1205,7 +1205,7 @@ class CLIExportNSSTests(CLITestCase):
         key under its nickname: the new ones.
         """
         if PK12UTIL is None:
-            raise self.skipTest("pk12util is not installed")
+            skip_or_fail(self, "pk12util (libnss3-tools) is not installed")
         assert CERTUTIL is not None
         self.ok("export-nss", str(self.nss), "--server", "ups1")
         self.ok("renew", "ups1")

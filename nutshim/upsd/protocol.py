@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener, ITCPTransport

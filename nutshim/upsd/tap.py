@@ -10,7 +10,7 @@ one-line message instead of a traceback.
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional
+from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
