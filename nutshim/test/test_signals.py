@@ -60,7 +60,7 @@ class InstallTests(SynchronousTestCase):
         self.sig = FakeSignal()
         self.reactor = FakeReactor()
         self.events: List[LogEvent] = []
-        self.log = Logger(observer=self.events.append)
+        self.log = Logger(observer=self.events.append)  # type: ignore[arg-type]
 
     def install(self, **actions: Any) -> Dict[str, str]:
         return install_signal_handlers(self.reactor, actions, "test-daemon", self.log,
