@@ -57,6 +57,7 @@ from nutshim.pki._certs import (
     load_pem_bundle,
     name_to_text,
     purpose_of,
+    subject_alt_names,
 )
 
 __all__ = [
@@ -546,6 +547,41 @@ def _ssl_reasons(error: BaseException) -> str:
     return text or str(error) or type(error).__name__
 
 
+def _client_alert(alert: str, conn: Optional[SSL.Connection]) -> str:
+    """
+    What an alert the client sent instead of finishing the handshake says.
+
+    A certificate alert does not say which check failed: NUT's NSS upsmon
+    sends C{bad certificate} when our certificate's names do not include
+    the one it asked for (C{CERTHOST}'s certificate name, else the host it
+    connected to), C{unknown ca} for a CA it does not trust (also what NUT
+    built with OpenSSL sends when C{CERTPATH} is a PEM file instead of a
+    hashed directory), C{certificate expired} by its clock -- and other
+    clients use other alerts.  So all three causes are named, the likeliest
+    first, with the names our certificate does carry.
+    """
+    if "certificate" not in alert and alert != "unknown ca":
+        return f"the client rejected the handshake (alert: {alert})"
+    names = ""
+    try:
+        cert = conn.get_certificate().to_cryptography()  # type: ignore[union-attr]
+        names = " (" + (", ".join(subject_alt_names(cert)) or name_to_text(cert.subject)) + ")"
+    except Exception:
+        pass  # no connection or no certificate at hand: the causes still hold
+    causes = {
+        "name": "the name it asked for (CERTHOST in upsmon.conf, else the host it "
+        f"connected to) may not be one of our certificate's{names}",
+        "ca": "it may not trust our CA (NUT built with OpenSSL: CERTPATH must be a "
+        "hashed directory, nutshim-pki export-capath)",
+        "time": "our certificate may be expired or not yet valid by its clock",
+    }
+    first = "ca" if alert == "unknown ca" else "time" if "expired" in alert else "name"
+    order = [first] + [cause for cause in causes if cause != first]
+    text = [causes[cause] for cause in order]
+    return (f"the client rejected the handshake (alert: {alert}): "
+            f"{text[0]}, {text[1]}, or {text[2]}")
+
+
 def describe_handshake_failure(
     reason: Any, transport: Any, minimum_version: str = "1.3"
 ) -> str:
@@ -580,8 +616,7 @@ def describe_handshake_failure(
     elif "no shared cipher" in text or "no suitable" in text:
         summary = "no cipher in common"
     elif "alert" in text:
-        alert = text.split("alert", 1)[1].strip()
-        summary = f"the client rejected the handshake (alert: {alert}; does it trust our CA?)"
+        summary = _client_alert(text.split("alert", 1)[1].strip(), conn)
     elif (
         "wrong version number" in text
         or "http request" in text

@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 need_apt=""
-for pkg in nut-server nut-client python3-nut libnss3-tools; do
+for pkg in nut-server nut-client python3-nut libnss3-tools openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt="$need_apt $pkg"
 done
 if [ -n "$need_apt" ]; then

@@ -10,7 +10,8 @@ CA apart from the leaves, issues leaves that Python 3.13's strict mode,
 OpenSSL's C{-x509_strict} and NSS accept, writes them in the one-file layout
 NUT's OpenSSL C{CERTFILE} and nutshim's upsd read, and helps with the rest of
 the life cycle: inspection, fingerprints for pinning, expiry checks from
-cron, renewal, and the NSS database Debian's NSS-built NUT clients need.
+cron, renewal, the NSS database Debian's NSS-built NUT clients need, and
+the hashed CA directory NUT clients built with OpenSSL need.
 
 Files, in the certificate directory (C{--dir}; see L{resolve_directory}):
 
@@ -18,6 +19,9 @@ Files, in the certificate directory (C{--dir}; see L{resolve_directory}):
   - C{ca.key}: the CA private key (mode 0600; only needed to issue);
   - C{NAME.pem}: a leaf: certificate, then the CA certificate, then the
     unencrypted PKCS#8 private key (mode 0600);
+  - C{capath/HASH.0}: a copy of C{ca.pem} named by its OpenSSL subject
+    hash, the C{CERTPATH} directory NUT built with OpenSSL needs (written
+    by C{init}, or anywhere by C{export-capath}; see L{_capath});
   - C{*.bak}: the previous version after C{renew} or C{--force}.
 
 Fingerprints come in two spellings of the same SHA-256 digest of the DER
@@ -45,7 +49,7 @@ from typing import Callable, Mapping, NoReturn, Sequence, TextIO
 
 from cryptography import x509
 
-from . import _certs, _nss
+from . import _capath, _certs, _nss
 from ._certs import Bundle, PKIError, PrivateKey
 
 __all__ = ["main", "resolve_directory"]
@@ -267,6 +271,11 @@ def cmd_init(ctx: _Context, args: argparse.Namespace) -> int:
         )
     common_name = args.cn or f"nutshim CA ({socket.gethostname()[:48]})"
     cert, key = _certs.make_ca(common_name, days=args.days, key_type=args.key)
+    # Planned before anything is written: a capath/ OpenSSL could not read
+    # fails the command with the old CA still in place.
+    capath = ctx.directory / "capath"
+    entries = _capath.read_capath(capath)
+    plan = _capath.plan_capath(entries, [cert], _old_ca(cert_path))
     _make_directory(ctx.directory)
     for path in existing:
         backup = _backup(path)
@@ -280,6 +289,11 @@ def cmd_init(ctx: _Context, args: argparse.Namespace) -> int:
     ctx.say(f"  key:        {_certs.describe_key(key)}")
     ctx.say(f"  not after:  {_date(cert.not_valid_after_utc)}")
     ctx.say(f"  sha256:     {_certs.fingerprint_sha256_colons(cert)}")
+    _capath.apply_plan(capath, plan, entries, _write)
+    for line in _capath.describe_plan(plan, capath):
+        ctx.say(line)
+    ctx.say("  (ca.pem under its OpenSSL subject hash: CERTPATH for upsmon built "
+            f"with OpenSSL; '{PROG} export-capath' makes more)")
     if existing:
         ctx.say(f"the old CA's certificates are no longer trusted: reissue them "
                 f"with '{PROG} renew NAME'")
@@ -530,6 +544,64 @@ def cmd_export_nss(ctx: _Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _old_ca(cert_path: Path) -> list[x509.Certificate]:
+    """The CA certificate(s) in C{cert_path}, if it holds any (for retiring)."""
+    if not cert_path.exists():
+        return []
+    try:
+        return list(_load(cert_path).certificates)
+    except PKIError:
+        return []
+
+
+def cmd_export_capath(ctx: _Context, args: argparse.Namespace) -> int:
+    ctx.announce_directory()
+    ca_path = ctx.directory / "ca.pem"
+    if not ca_path.exists():
+        raise PKIError(f"no CA in {ctx.directory} (no ca.pem): run '{PROG} init' first, "
+                       "or copy the server's ca.pem there")
+    wanted = _load(ca_path).certificates
+    if not wanted:
+        raise PKIError(f"{ca_path}: no certificate in it")
+    for cert in wanted:
+        subject = _certs.name_to_text(cert.subject)
+        if not _certs.is_ca(cert):
+            raise PKIError(f"{ca_path}: {subject} is not a CA certificate")
+        status = _certs.certificate_status(cert)
+        if status.state in ("expired", "not-yet-valid"):
+            raise PKIError(f"{ca_path}: the CA {subject} is {status.state}")
+        if status.state == "expiring":
+            ctx.warn(f"warning: the CA {subject} expires in {status.days_left} days")
+    # After 'init --force' the previous CA is in ca.pem.bak: stop trusting it.
+    retire = [c for c in _old_ca(ctx.directory / "ca.pem.bak") if c not in wanted]
+    outdir = (Path(args.outdir).absolute() if args.outdir is not None
+              else ctx.directory / "capath")
+    entries = _capath.read_capath(outdir)
+    plan = _capath.plan_capath(entries, wanted, retire)
+    _capath.apply_plan(outdir, plan, entries, _write)
+    ctx.say(f"CA directory: {outdir} ({'updated' if plan.changed else 'up to date'}; "
+            "regular files, self-contained: copy it to client hosts as it is)")
+    for line in _capath.describe_plan(plan, outdir):
+        ctx.say(line)
+    for cert in wanted:
+        if not _capath.verify_lookup(outdir, cert):
+            raise PKIError(f"{outdir}: OpenSSL does not find "
+                           f"{_certs.name_to_text(cert.subject)} there")
+    if os.stat(outdir).st_mode & 0o022:
+        ctx.warn(f"warning: {outdir} is writable by group or others: whoever can write "
+                 "there can make upsmon trust their own CA")
+    ctx.say("checked: OpenSSL's directory lookup finds the CA there")
+    ctx.say("")
+    ctx.say("upsmon.conf (NUT built with OpenSSL; nutshim's nut-upsmon reads it too):")
+    ctx.say(f"    CERTPATH {outdir}")
+    ctx.say("    CERTVERIFY 1")
+    ctx.say("    FORCESSL 1")
+    ctx.say("note: NUT 2.8.5 and older built with OpenSSL check the chain but not the")
+    ctx.say("host name: any server certificate from this CA passes for any server, and")
+    ctx.say("CERTHOST/CERTIDENT do nothing there (see docs/tls.md)")
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # parsing
 
@@ -558,7 +630,9 @@ _Handler = Callable[[_Context, argparse.Namespace], int]
 
 _EPILOG = """\
 files: ca.pem (CA certificate, 0644), ca.key (CA key, 0600), NAME.pem
-(certificate + CA certificate + PKCS#8 key, 0600: NUT's OpenSSL CERTFILE).
+(certificate + CA certificate + PKCS#8 key, 0600: NUT's OpenSSL CERTFILE),
+capath/HASH.0 (a copy of ca.pem named by its OpenSSL subject hash: the
+CERTPATH directory of upsmon built with OpenSSL).
 Fingerprints: 'sha256:AB:CD:...' is the display form (openssl x509
 -fingerprint -sha256); 'sha256:abcd...' (lower case, no colons) is the pin
 form printed by 'fingerprint'. Exit status: 0 ok, 1 check found a problem,
@@ -637,6 +711,13 @@ def _parser() -> _Parser:
                    help="protect a new database with the password in F")
     p.add_argument("--server", metavar="NAME",
                    help="also import NAME.pem's certificate and key (for an NSS upsd)")
+
+    p = command("export-capath", cmd_export_capath,
+                "copy ca.pem into a hashed CA directory (HASH.0, as openssl rehash "
+                "names it) for NUT built with OpenSSL")
+    p.add_argument("outdir", nargs="?", default=None, metavar="OUTDIR",
+                   help="the directory (default: capath/ in the certificate directory); "
+                        "other CAs in it are kept, an older CA of the same name replaced")
     return parser
 
 

@@ -24,13 +24,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from nutshim.pki import _certs
+from nutshim.pki import _capath, _certs
 from nutshim.pki._certs import (
     Bundle,
     PKIError,
@@ -1233,3 +1234,389 @@ class CLIExportNSSTests(CLITestCase):
         """
         self.dir = Path(self.mktemp()).absolute()
         self.assertError("init", "export-nss", str(self.nss))
+
+
+# ---------------------------------------------------------------------------
+# the hashed CA directory (CERTPATH of NUT built with OpenSSL)
+
+
+def _with_subject(subject: x509.Name) -> x509.Certificate:
+    """A CA certificate with C{subject}, signed by the test CA (the subject
+    hash depends on the subject alone)."""
+    now = datetime.now(timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(CA_CERT.subject)
+        .public_key(CA_KEY.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(CA_KEY, hashes.SHA256())  # type: ignore[arg-type]
+    )
+
+
+def _openssl_hash(cert: x509.Certificate) -> str:
+    assert OPENSSL is not None
+    done = subprocess.run([OPENSSL, "x509", "-subject_hash", "-noout"],
+                          input=_certs.certificate_pem(cert), capture_output=True, check=True)
+    return done.stdout.decode("ascii").strip()
+
+
+class SubjectHashTests(SynchronousTestCase):
+    """
+    L{_capath.subject_hash} is what C{openssl x509 -subject_hash} prints,
+    for the subjects whose canonical form is easy to get wrong.
+    """
+
+    def setUp(self) -> None:
+        if OPENSSL is None:
+            skip_or_fail(self, "no openssl command")
+
+    def test_like_openssl(self) -> None:
+        """
+        Plain, case- and space-varied, multi-attribute, multi-valued-RDN,
+        non-ASCII and non-UTF8String subjects hash as OpenSSL hashes them.
+        """
+        ava = x509.NameAttribute
+        subjects = [
+            CA_CERT.subject,
+            x509.Name([ava(NameOID.COMMON_NAME, "  Mixed   CASE  ca ")]),
+            x509.Name([ava(NameOID.COUNTRY_NAME, "DE"), ava(NameOID.ORGANIZATION_NAME, "Ops"),
+                       ava(NameOID.ORGANIZATIONAL_UNIT_NAME, "Power"),
+                       ava(NameOID.COMMON_NAME, "nutshim CA (ups-1)")]),
+            x509.Name([x509.RelativeDistinguishedName([
+                ava(NameOID.ORGANIZATION_NAME, "Ops"), ava(NameOID.COMMON_NAME, "multi")])]),
+            x509.Name([ava(NameOID.COMMON_NAME, "Zürich USV-Zentrale ÄÖÜ")]),
+            x509.Name([ava(NameOID.COMMON_NAME, "printable", _ASN1Type.PrintableString),
+                       ava(NameOID.EMAIL_ADDRESS, "Root@Example.ORG")]),
+        ]
+        for subject in subjects:
+            cert = _with_subject(subject)
+            self.assertEqual(_capath.subject_hash(cert), _openssl_hash(cert),
+                             subject.rfc4514_string())
+
+    def test_leading_zero(self) -> None:
+        """
+        A hash below 0x10000000 keeps its eight digits (C{0abcdef1}).
+        """
+        for n in range(400):
+            cert = _with_subject(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ca {n}")]))
+            digest = _capath.subject_hash(cert)
+            if digest.startswith("0"):
+                break
+        else:
+            self.fail("no hash with a leading zero in 400 names")
+        self.assertRegex(digest, r"\A[0-9a-f]{8}\Z")
+        self.assertEqual(digest, _openssl_hash(cert))
+
+
+def _ca_named(cn: str) -> x509.Certificate:
+    return make_ca(cn)[0]
+
+
+def _entries(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+class CapathPlanTests(SynchronousTestCase):
+    """
+    L{_capath.plan_capath} and L{_capath.apply_plan}: collisions get
+    C{.1}, an older CA of the same name is replaced in place, other CAs
+    stay, and every hash stays numbered without gaps (OpenSSL stops at the
+    first missing index).  A constant C{hash_of} forces collisions.
+    """
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).absolute()
+        self.a, self.b, self.a2 = _ca_named("A"), _ca_named("B"), _ca_named("A")
+
+    def run_plan(self, wanted: list[x509.Certificate],
+                 retire: tuple[x509.Certificate, ...] = ()) -> _capath.CapathPlan:
+        entries = _capath.read_capath(self.dir)
+        plan = _capath.plan_capath(entries, wanted, retire, hash_of=lambda c: "0000abcd")
+        _capath.apply_plan(self.dir, plan, entries, _write_file)
+        return plan
+
+    def holds(self) -> dict[str, x509.Certificate]:
+        return {name: x509.load_pem_x509_certificate(data)
+                for name, data in _entries(self.dir).items()}
+
+    def test_collision(self) -> None:
+        """
+        Two CAs with one hash: C{HASH.0} and C{HASH.1}, in order.
+        """
+        plan = self.run_plan([self.a, self.b])
+        self.assertEqual(self.holds(), {"0000abcd.0": self.a, "0000abcd.1": self.b})
+        self.assertEqual([n for n, _ in plan.added], ["0000abcd.0", "0000abcd.1"])
+
+    def test_other_ca_kept(self) -> None:
+        """
+        A CA already there with another subject is kept; ours gets the
+        next index.
+        """
+        self.run_plan([self.b])
+        plan = self.run_plan([self.a])
+        self.assertEqual(self.holds(), {"0000abcd.0": self.b, "0000abcd.1": self.a})
+        self.assertEqual([e.name for e in plan.others], ["0000abcd.0"])
+
+    def test_same_again(self) -> None:
+        """
+        Exporting the same CA again changes nothing.
+        """
+        self.run_plan([self.a])
+        before = _entries(self.dir)
+        plan = self.run_plan([self.a])
+        self.assertFalse(plan.changed)
+        self.assertEqual(plan.present, (("0000abcd.0", self.a),))
+        self.assertEqual(_entries(self.dir), before)
+
+    def test_replaced_in_place(self) -> None:
+        """
+        A new CA with the subject of one already there replaces it in its
+        slot (the old one is no longer trusted).
+        """
+        self.run_plan([self.a, self.b])
+        plan = self.run_plan([self.a2])
+        self.assertEqual(self.holds(), {"0000abcd.0": self.a2, "0000abcd.1": self.b})
+        self.assertEqual(plan.replaced, (("0000abcd.0", self.a),))
+
+    def test_no_gaps(self) -> None:
+        """
+        Removing an entry in the middle renumbers the ones after it.
+        """
+        self.run_plan([self.b, self.a])
+        plan = self.run_plan([], retire=(self.b,))
+        self.assertEqual(self.holds(), {"0000abcd.0": self.a})
+        self.assertEqual(plan.replaced, (("0000abcd.0", self.b),))
+
+    def test_symlinks_of_openssl_rehash_kept(self) -> None:
+        """
+        A link made by C{openssl rehash} stays a link (moved if needed).
+        """
+        self.dir.mkdir()
+        (self.dir / "b.pem").write_bytes(_certs.certificate_pem(self.b))
+        (self.dir / "0000abcd.0").write_bytes(_certs.certificate_pem(self.a))
+        os.symlink("b.pem", self.dir / "0000abcd.1")
+        plan = self.run_plan([], retire=(self.a,))
+        self.assertEqual([e.name for e in plan.others], ["0000abcd.0"])
+        self.assertTrue((self.dir / "0000abcd.0").is_symlink())
+        self.assertEqual(os.readlink(self.dir / "0000abcd.0"), "b.pem")
+        self.assertFalse((self.dir / "0000abcd.1").exists())
+
+    def test_unreadable_entries_refused(self) -> None:
+        """
+        A dangling link or a non-PEM C{HASH.N} would end OpenSSL's lookup
+        there: it is an error naming it, and nothing is changed.
+        """
+        self.dir.mkdir()
+        os.symlink("gone.pem", self.dir / "0000abcd.0")
+        self.assertRaisesRegex(PKIError, "0000abcd.0: a dangling link", _capath.read_capath, self.dir)
+        os.unlink(self.dir / "0000abcd.0")
+        (self.dir / "0000abcd.0").write_bytes(b"\x30\x03\x02\x01\x00")
+        self.assertRaisesRegex(PKIError, "0000abcd.0: not a PEM certificate",
+                               _capath.read_capath, self.dir)
+        (self.dir / "ca.pem.txt").write_bytes(b"not a hash name: ignored")
+        (self.dir / "0000abcd.0").unlink()
+        self.assertEqual(_capath.read_capath(self.dir), ())
+        file = self.dir / "ca.pem.txt"
+        self.assertRaisesRegex(PKIError, "not a directory", _capath.read_capath, file)
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    path.write_bytes(data)
+    os.chmod(path, mode)
+
+
+def _tls_server_for(pem: Path) -> ssl.SSLContext:
+    return _server_context(str(pem))
+
+
+class CLIExportCapathTests(CLITestCase):
+    """
+    C{init} and C{export-capath} write the hashed CA directory that NUT
+    built with OpenSSL needs as C{CERTPATH}, as regular files.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        if OPENSSL is None:
+            skip_or_fail(self, "no openssl command")
+        self.ok("init", "--cn", "Site CA")
+        self.ok("server", "ups1", "--san", "192.0.2.10")
+        self.ca = load_pem_bundle((self.dir / "ca.pem").read_bytes(), "ca").certificate
+
+    def leaf(self, name: str = "ups1") -> Path:
+        """The leaf certificate of NAME.pem alone, as a file."""
+        cert = load_pem_bundle((self.dir / f"{name}.pem").read_bytes(), name).certificate
+        path = Path(self.mktemp())
+        path.write_bytes(_certs.certificate_pem(cert))
+        return path
+
+    def openssl_verify(self, capath: Path, leaf: Path) -> subprocess.CompletedProcess[str]:
+        """C{openssl verify -CApath} with no other trust store at all."""
+        assert OPENSSL is not None
+        return subprocess.run(
+            [OPENSSL, "verify", "-no-CAfile", "-no-CAstore", "-CApath", str(capath),
+             "-purpose", "sslserver", str(leaf)],
+            capture_output=True, text=True, check=False)
+
+    def test_init_writes_it(self) -> None:
+        """
+        C{init} leaves capath/HASH.0: a regular 0644 copy of ca.pem named
+        by C{openssl x509 -subject_hash}, as C{openssl rehash} would name it.
+        """
+        name = f"{_openssl_hash(self.ca)}.0"
+        entry = self.dir / "capath" / name
+        self.assertEqual(_entries(self.dir / "capath"), {name: (self.dir / "ca.pem").read_bytes()})
+        self.assertFalse(entry.is_symlink())
+        self.assertEqual(stat.S_IMODE(entry.stat().st_mode), 0o644)
+        self.assertEqual(stat.S_IMODE((self.dir / "capath").stat().st_mode), 0o755)
+        assert OPENSSL is not None
+        rehashed = Path(self.mktemp())
+        rehashed.mkdir()
+        shutil.copy(self.dir / "ca.pem", rehashed / "ca.pem")
+        subprocess.run([OPENSSL, "rehash", str(rehashed)], check=True, capture_output=True)
+        self.assertIn(name, os.listdir(rehashed))
+
+    def test_openssl_verify(self) -> None:
+        """
+        C{openssl verify -CApath} accepts the server certificate with the
+        exported directory, also copied to another host (self-contained:
+        the certificate directory gone); a directory holding ca.pem under
+        its own name does not.
+        """
+        out = Path(self.mktemp()).absolute()
+        text = self.ok("export-capath", str(out))
+        self.assertIn(f"CERTPATH {out}\n", text)
+        leaf = self.leaf()
+        done = self.openssl_verify(out, leaf)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        copied = Path(self.mktemp()).absolute()
+        shutil.copytree(out, copied)
+        shutil.rmtree(self.dir)
+        done = self.openssl_verify(copied, leaf)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        unhashed = Path(self.mktemp())
+        unhashed.mkdir()
+        (unhashed / "ca.pem").write_bytes(_certs.certificate_pem(self.ca))
+        self.assertNotEqual(self.openssl_verify(unhashed, leaf).returncode, 0)
+
+    def test_like_nut_openssl_client(self) -> None:
+        """
+        A client that loads CERTPATH as NUT's OpenSSL build does
+        (C{SSL_CTX_load_verify_locations(ctx, NULL, CERTPATH)}, which is
+        what C{load_verify_locations(capath=...)} calls) verifies the
+        server with the directory, and verifies nothing with ca.pem itself.
+        """
+        self.ok("export-capath")
+
+        def client(capath: Path) -> ssl.SSLContext:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False  # NUT 2.8.5 (OpenSSL) checks no name
+            ctx.load_verify_locations(capath=str(capath))
+            return ctx
+
+        server = _tls_server_for(self.dir / "ups1.pem")
+        _handshake(server, client(self.dir / "capath"), "ups1")
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            _handshake(server, client(self.dir / "ca.pem"), "ups1")
+
+    def test_nut_upsmon_reads_it(self) -> None:
+        """
+        nutshim's own nut-upsmon takes the same directory as CERTPATH.
+        """
+        from nutshim.upsmon.tls import load_ca_directory
+
+        self.assertEqual(load_ca_directory(str(self.dir / "capath")), [self.ca])
+
+    def test_output(self) -> None:
+        """
+        The command prints the upsmon.conf lines and the warning that NUT's
+        OpenSSL build checks no host name.
+        """
+        out = self.ok("export-capath")
+        capath = self.dir / "capath"
+        self.assertIn(f"CA directory: {capath} (up to date;", out)
+        self.assertIn(f"unchanged {capath}/{_openssl_hash(self.ca)}.0: CN=Site CA", out)
+        self.assertIn("checked: OpenSSL's directory lookup finds the CA there", out)
+        for line in (f"    CERTPATH {capath}", "    CERTVERIFY 1", "    FORCESSL 1"):
+            self.assertIn(line + "\n", out)
+        self.assertIn("not the\nhost name", out)
+
+    def test_several_servers_and_a_new_ca(self) -> None:
+        """
+        One client directory collects the CAs of two sites; after
+        C{init --force} at one site (same CA name), exporting again
+        replaces that site's old CA and keeps the other.
+        """
+        out = Path(self.mktemp()).absolute()
+        other = Path(self.mktemp()).absolute()
+        self.assertEqual(main(["--dir", str(other), "init", "--cn", "Other site CA"]), 0)
+        self.assertEqual(main(["--dir", str(other), "export-capath", str(out)]), 0)
+        old_leaf = self.leaf()
+        text = self.ok("export-capath", str(out))
+        self.assertIn("also trusted there: ", text)
+        self.assertIn("CN=Other site CA", text)
+        self.assertEqual(len(os.listdir(out)), 2)
+        self.ok("init", "--force", "--cn", "Site CA")
+        self.ok("renew", "ups1")
+        text = self.ok("export-capath", str(out))
+        self.assertIn("superseded by ca.pem (no longer trusted)", text)
+        self.assertEqual(len(os.listdir(out)), 2)
+        self.assertEqual(self.openssl_verify(out, self.leaf()).returncode, 0)
+        self.assertNotEqual(self.openssl_verify(out, old_leaf).returncode, 0)
+
+    def test_init_force_renamed_ca(self) -> None:
+        """
+        C{init --force} under another name leaves only the new CA in
+        capath/ (the old one has another hash and would stay trusted).
+        """
+        self.ok("init", "--force", "--cn", "Renamed CA")
+        ca = load_pem_bundle((self.dir / "ca.pem").read_bytes(), "ca").certificate
+        self.assertEqual(os.listdir(self.dir / "capath"), [f"{_openssl_hash(ca)}.0"])
+
+    def test_errors(self) -> None:
+        """
+        No CA, an OUTDIR that is a file, an entry OpenSSL cannot read: one
+        line, exit 2, nothing written.
+        """
+        file = Path(self.mktemp())
+        file.write_text("x")
+        self.assertError("not a directory", "export-capath", str(file))
+        junk = Path(self.mktemp())
+        junk.mkdir()
+        (junk / f"{_openssl_hash(self.ca)}.0").write_text("junk\n")
+        self.assertError("not a PEM certificate", "export-capath", str(junk))
+        self.assertEqual(len(os.listdir(junk)), 1)
+        (self.dir / "capath" / "deadbeef.0").write_text("junk\n")
+        self.assertError("deadbeef.0: not a PEM certificate", "init", "--force")
+        self.assertEqual(load_pem_bundle((self.dir / "ca.pem").read_bytes(), "ca").certificate,
+                         self.ca)
+        self.dir = Path(self.mktemp()).absolute()
+        self.assertError("init", "export-capath")
+
+    def test_writable_directory_warned(self) -> None:
+        """
+        A directory others can write to is a warning: they could add a CA.
+        """
+        out = Path(self.mktemp()).absolute()
+        out.mkdir()
+        os.chmod(out, 0o777)
+        status, text, err = self.run_cli("export-capath", str(out))
+        self.assertEqual(status, 0, err)
+        self.assertIn("writable by group or others", err)
+
+    def test_help(self) -> None:
+        """
+        C{--help} lists the command and the capath/ file; its own help
+        names OUTDIR.
+        """
+        status, out, _ = self.run_cli("--help")
+        self.assertIn("export-capath", out)
+        self.assertIn("capath/HASH.0", out)
+        status, out, _ = self.run_cli("export-capath", "--help")
+        self.assertEqual(status, 0)
+        self.assertIn("OUTDIR", out)
+        self.assertIn("openssl rehash", out)

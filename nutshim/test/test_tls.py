@@ -12,14 +12,16 @@ certificate is made here with L{nutshim.pki._certs}.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import ssl
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
 from twisted.internet.ssl import (
@@ -33,7 +35,6 @@ from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
-from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
@@ -1002,6 +1003,104 @@ class HelperTests(SynchronousTestCase):
         )
 
 
+class _Handle:
+    """A transport that only hands out its OpenSSL connection."""
+
+    def __init__(self, conn: SSL.Connection) -> None:
+        self.conn = conn
+
+    def getHandle(self) -> SSL.Connection:
+        return self.conn
+
+
+class ClientAlertTests(TLSTestCase):
+    """
+    A certificate alert from the client names every cause it can stand for
+    -- an untrusted CA, a name that is not one of the certificate's
+    (CERTHOST, or the host the client connected to), an expired
+    certificate -- led by the likeliest for that alert, and no longer only
+    "does it trust our CA?".  The alerts are real: Python's C{ssl} client
+    sends what NUT's NSS upsmon sends (bad certificate for a wrong name,
+    unknown ca for an unknown CA).
+    """
+
+    def fail_handshake(self, client: ssl.SSLContext, host: str) -> str:
+        """
+        Run C{client} against nut-upsd's own server context in memory until
+        the server's handshake fails; describe that failure.
+        """
+        server = SSL.Connection(self.configure().getContext(), None)
+        server.set_accept_state()
+        c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        peer = client.wrap_bio(c_in, c_out, server_hostname=host)
+        for _ in range(10):
+            try:
+                peer.do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLError):
+                pass
+            server.bio_write(c_out.read())
+            try:
+                server.do_handshake()
+            except SSL.WantReadError:
+                pass
+            except SSL.Error as error:
+                return describe_handshake_failure(Failure(error), _Handle(server))
+            with contextlib.suppress(SSL.WantReadError):
+                c_in.write(server.bio_read(65536))
+        self.fail("the server's handshake did not fail")
+
+    def client(self, ca: x509.Certificate) -> ssl.SSLContext:
+        return ssl.create_default_context(cadata=_certs.certificate_pem(ca).decode("ascii"))
+
+    def test_wrong_name(self) -> None:
+        """
+        A client that asked for another name sends bad certificate: the log
+        leads with the name, shows the certificate's names, and still
+        mentions the CA and expiry.
+        """
+        text = self.fail_handshake(self.client(pki().ca), "elsewhere.example")
+        self.assertIn("the client rejected the handshake (alert: bad certificate): "
+                      "the name it asked for (CERTHOST in upsmon.conf, else the host it "
+                      "connected to) may not be one of our certificate's "
+                      "(DNS:localhost, IP:127.0.0.1), it may not trust our CA", text)
+        self.assertIn("or our certificate may be expired or not yet valid by its clock", text)
+        self.assertNotIn("does it trust our CA?", text)
+        self.assertEqual(len(text.splitlines()), 1)
+
+    def test_unknown_ca(self) -> None:
+        """
+        A client trusting another CA sends unknown ca: the CA comes first,
+        with the hint for NUT's OpenSSL build (CERTPATH a PEM file).
+        """
+        text = self.fail_handshake(self.client(pki().other_ca), "localhost")
+        self.assertIn("(alert: unknown ca): it may not trust our CA (NUT built with "
+                      "OpenSSL: CERTPATH must be a hashed directory, nutshim-pki "
+                      "export-capath), the name it asked for", text)
+        self.assertIn("expired", text)
+
+    def test_expired_alert(self) -> None:
+        """
+        certificate expired leads with the clocks; without a transport the
+        names are left out.
+        """
+        error = SSL.Error([("SSL routines", "", "sslv3 alert certificate expired")])
+        text = describe_handshake_failure(error, None)
+        self.assertIn("(alert: certificate expired): our certificate may be expired or "
+                      "not yet valid by its clock, the name it asked for", text)
+        self.assertIn("certificate's, or it may not trust our CA", text)
+
+    def test_other_alert(self) -> None:
+        """
+        An alert that is not about the certificate blames no certificate.
+        """
+        error = SSL.Error([("SSL routines", "", "tlsv1 alert internal error")])
+        self.assertEqual(
+            describe_handshake_failure(error, None),
+            "the client rejected the handshake (alert: internal error) "
+            "[OpenSSL: tlsv1 alert internal error]",
+        )
+
+
 # ---------------------------------------------------------------------------
 # the engine's rule, without TLS machinery
 
@@ -1102,7 +1201,7 @@ class ServiceTLSTests(SynchronousTestCase):
         """
         self.write("upsd.conf", "CERTFILE expired.pem\n")
         options = tap.Options()
-        e = self.assertRaises(usage.UsageError, options.parseOptions, ["--confdir", self.confdir])
+        e = self.assertRaises(SystemExit, options.parseOptions, ["--confdir", self.confdir])
         self.assertIn("expired.pem: CERTFILE: the certificate CN=localhost expired on", str(e))
         self.assertNotIn("\n", str(e))
 
