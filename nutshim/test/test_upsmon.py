@@ -14,12 +14,13 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionLost, ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
+from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from nutshim.client.errors import NUTError
+from nutshim.client.errors import NUTError, RequestTimeout
 from nutshim.config import Monitor, parse_upsmon_conf
 from nutshim.upsmon.events import (
     NUT_NOTIFY_TYPES,
@@ -31,8 +32,10 @@ from nutshim.upsmon.events import (
 )
 from nutshim.upsmon.notify import Notifier, format_message
 from nutshim.upsmon.runner import ProcessRunner, shell
+from nutshim.upsmon.monitor import NET_TIMEOUT
 from nutshim.upsmon.service import UpsmonService
 from nutshim.upsmon.shutdown import SDMAGIC, Phase
+from nutshim.test.test_signals import FakeReactor, FakeSignal
 
 Reply = Union[str, int, Exception, Deferred[Any]]
 
@@ -95,6 +98,45 @@ class FakeClient:
     def lose(self) -> None:
         if not self._closed.called:
             self._closed.callback(None)
+
+
+class HungClient(FakeClient):
+    """
+    A connection to a server that stops answering at L{hang}, as a
+    SIGSTOPped upsd: requests stay unanswered until the first of them has
+    waited NET_TIMEOUT, then every pending one fails and the connection is
+    dropped (what L{NUTClientProtocol} does).
+    """
+
+    def __init__(self, clock: Clock, status: Reply = "OL") -> None:
+        super().__init__(status)
+        self.clock = clock
+        self.hung = False
+        self.pending: List[Deferred[Any]] = []
+        self.timer: Any = None
+        self.transport = StringTransport()
+
+    def hang(self) -> None:
+        self.hung = True
+
+    def _answer(self, line: str, default: Reply) -> Deferred[Any]:
+        if not self.hung:
+            return super()._answer(line, default)
+        self.calls.append(line)
+        if self._closed.called:
+            return fail(ConnectionLost())
+        d: Deferred[Any] = Deferred()
+        self.pending.append(d)
+        if self.timer is None:
+            self.timer = self.clock.callLater(NET_TIMEOUT, self._abort)
+        return d
+
+    def _abort(self) -> None:
+        pending, self.pending = self.pending, []
+        for d in pending:
+            if not d.called:
+                d.errback(RequestTimeout(f"no reply within {NET_TIMEOUT} s"))
+        self.lose()
 
 
 class FakeSession(Service):
@@ -659,11 +701,15 @@ class ShutdownTests(SynchronousTestCase):
 
     def test_hung_query(self) -> None:
         """
-        A NUMATTACH query that never returns does not hold up HOSTSYNC.
+        A NUMATTACH query that never returns does not count, after NUT's
+        read timeout (5 s), as in NUT's C{sync_secondaries}: with no other
+        count known, the Primary shuts down.
         """
         h = self.harness(PRIMARY)
         client = h.connect(status="OB LB", replies={"NUMATTACH": Deferred()})
-        h.clock.advance(15)
+        h.clock.advance(4.9)
+        self.assertEqual(h.service.shutdown.phase, Phase.HOSTSYNC)
+        h.clock.advance(0.1)
         self.assertEqual(h.service.shutdown.phase, Phase.FINAL_DELAY)
         self.assertEqual(client.calls.count("NUMATTACH ups"), 1)
 
@@ -729,18 +775,77 @@ class ShutdownTests(SynchronousTestCase):
         """
         A server that stops answering while on battery is judged on the
         clock: critical once DEADTIME has passed, whatever the request
-        timeout; the FSD then waits on the hung connection.
+        timeout.
         """
         h = self.harness(PRIMARY)
-        fsd: Deferred[None] = Deferred()
-        client = h.connect(status="OB", replies={"FSD": fsd})
+        client = h.connect(status="OB")
         client.status = Deferred()
         h.advance(15)
         self.assertFalse(h.service.shutdown.begun)
         h.clock.advance(2)
+        self.assertTrue(h.service.shutdown.begun)
+
+    def test_hung_server_shutdown_bound(self) -> None:
+        """
+        Issue 10 item 7, the exact scenario: the UPS last seen on battery,
+        then upsd stopped (SIGSTOP: the connection stays open, nothing is
+        answered; the client drops it after NET_TIMEOUT).  The Primary
+        neither sends FSD to the server it has declared dead nor waits for
+        NUMATTACH or DETACH there: SHUTDOWNCMD runs DEADTIME + POLLFREQALERT
+        + FINALDELAY after the hang at the latest (8 s here), before NUT's
+        upsmon in the same scenario (about 11 s: DEADTIME plus its 5 s read
+        timeout) and not after the 10 s request timeout.
+        """
+        h = self.harness(PRIMARY + "POLLFREQ 1\nPOLLFREQALERT 1\nDEADTIME 6\nFINALDELAY 1\n")
+        client = HungClient(h.clock, "OB")
+        h.clients.append(client)
+        h.sessions[0].connect(client)
+        h.advance(3)
+        self.assertEqual(h.types(), [("ONBATT", "ups@upsd")])
+        hung = h.clock.seconds()
+        client.hang()
+        while not h.runner.commands()[-1:] == ["/sbin/shutdown -h now"]:
+            self.assertLess(h.clock.seconds() - hung, 30, "no SHUTDOWNCMD")
+            h.clock.advance(0.25)
+        self.assertLessEqual(h.clock.seconds() - hung, 6 + 1 + 1)
+        self.assertNotIn("FSD ups", client.calls)
+        self.assertNotIn("NUMATTACH ups", client.calls)
+        self.assertNotIn("DETACH", client.calls)
+        self.assertTrue(client.transport.disconnected, "the hung connection is aborted")
+        self.assertEqual(h.service.shutdown.phase, Phase.DONE)
+
+    def test_fsd_bounded(self) -> None:
+        """
+        A server that answers the polls but not FSD holds the sequence up
+        for NUT's read timeout (5 s), not for the request timeout.
+        """
+        h = self.harness(PRIMARY)
+        client = h.connect(status="OB", replies={"FSD": Deferred()}, numattach=[2])
+        client.status = "OB LB"
+        h.clock.advance(5)
         self.assertEqual(h.service.shutdown.phase, Phase.SETTING_FSD)
-        fsd.errback(ConnectionLost())
-        self.assertEqual(h.service.shutdown.phase, Phase.FINAL_DELAY)
+        h.clock.advance(4.9)
+        self.assertEqual(h.service.shutdown.phase, Phase.SETTING_FSD)
+        h.clock.advance(0.1)
+        self.assertEqual(h.service.shutdown.phase, Phase.HOSTSYNC)
+
+    def test_dead_driver_still_gets_fsd(self) -> None:
+        """
+        A server that answers, if only with errors (a dead driver), is not
+        given up on: it gets FSD; so does one polled less often than
+        DEADTIME, between two polls.
+        """
+        h = self.harness(PRIMARY)
+        client = h.connect(status="OB")
+        client.status = NUTError("DATA-STALE")
+        h.advance(17)
+        self.assertTrue(h.service.shutdown.begun)
+        self.assertIn("FSD ups", client.calls)
+        h = self.harness(PRIMARY + "POLLFREQ 30\nDEADTIME 10\n")
+        client = h.connect(status="OL")
+        h.clock.advance(25)
+        h.service.user_fsd()
+        self.assertIn("FSD ups", client.calls)
 
     def test_no_shutdowncmd(self) -> None:
         """
@@ -1010,48 +1115,140 @@ class UserFSDTests(SynchronousTestCase):
 
 class SignalTests(SynchronousTestCase):
     """
-    Which signals the production service listens to.
+    Which signal does what (issue 10 item 1): NUT's C{upsmon -c fsd} sends
+    SIGUSR1, and no daemon signal may keep its default action (terminate).
+    On a fake C{signal} module, as twistd leaves it in each way of running.
     """
 
-    def test_handlers(self) -> None:
+    def service(self, sig: FakeSignal,
+                role: str = "secondary") -> Tuple[UpsmonService, FakeReactor, FakeRunner, Clock]:
+        conf = parse_upsmon_conf(
+            f'MONITOR a@h 1 u p {role}\nSHUTDOWNCMD "/sbin/poweroff"\nFINALDELAY 1\n'.encode(),
+            "upsmon.conf")
+        reactor, runner, clock = FakeReactor(), FakeRunner(), Clock()
+        made = UpsmonService(conf, clock, lambda spec, prepare: FakeSession(spec, prepare),
+                             runner, reader=lambda: conf, reactor=reactor,
+                             sig=sig)  # type: ignore[arg-type]
+        made.startService()
+        self.addCleanup(made.stopService)
+        return made, reactor, runner, clock
+
+    def test_no_logfile(self) -> None:
         """
-        SIGHUP calls C{reload} and SIGUSR2 C{user_fsd}, through the
-        reactor's thread-safe queue; SIGUSR1 (twistd's log rotation) is never
-        touched, nor a SIGUSR2 someone else already handles.
+        C{twistd -n} without C{--logfile}, C{--syslog}, the systemd unit:
+        nobody handles SIGUSR1, so it is the forced shutdown, as in NUT
+        (SHUTDOWNCMD runs); SIGUSR2 too; SIGHUP reloads.  The log says so.
         """
-        import signal
+        sig = FakeSignal()
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
+        service, reactor, runner, clock = self.service(sig)
+        self.assertEqual(service.signals, {
+            "SIGHUP": "reloads upsmon.conf (upsmon -c reload)",
+            "SIGUSR1": "forces the shutdown (upsmon -c fsd)",
+            "SIGUSR2": "forces the shutdown",
+        })
+        text = [e["log_format"] for e in events]
+        self.assertIn("Signals: {roles}; SIGTERM stops (upsmon -c stop)", text)
+        sig.deliver(sig.SIGHUP)
+        reactor.run_calls()
+        self.assertFalse(service.shutdown.begun)
+        self.assertIn("Configuration reloaded: {n} UPS(es), MINSUPPLIES {minimum}",
+                      [e["log_format"] for e in events])
+        sig.deliver(sig.SIGUSR1)
+        self.assertFalse(service.shutdown.begun, "the handler must only queue the work")
+        reactor.run_calls()
+        self.assertTrue(service.shutdown.begun)
+        clock.advance(1)
+        self.assertEqual(runner.commands()[-1], "/sbin/poweroff")
 
-        saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)}
-        for signum, handler in saved.items():
-            self.addCleanup(signal.signal, signum, handler)
-        queued: List[Callable[[], Any]] = []
+    def test_sigusr2(self) -> None:
+        """
+        SIGUSR2 forces the shutdown: a Primary sets FSD first.
+        """
+        sig = FakeSignal()
+        service, reactor, runner, clock = self.service(sig, "primary")
+        client = FakeClient()
+        service.monitors[0].session.connect(client)  # type: ignore[attr-defined]
+        sig.deliver(sig.SIGUSR2)
+        reactor.run_calls()
+        self.assertIn("FSD a", client.calls)
+        clock.advance(1)
+        self.assertEqual(runner.commands()[-1], "/sbin/poweroff")
 
-        class Reactor:
-            def callFromThread(self, f: Callable[[], Any]) -> None:
-                queued.append(f)
+    def test_logfile(self) -> None:
+        """
+        C{twistd --logfile} (or daemonized): twistd's SIGUSR1 handler rotates
+        the log and is kept -- a logrotate job never powers the machine off
+        -- and the log says to use SIGUSR2, which still forces the shutdown.
+        """
+        sig = FakeSignal()
+        rotated: List[int] = []
+        sig.handlers[sig.SIGUSR1] = lambda signum, frame: rotated.append(signum)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
+        service, reactor, runner, clock = self.service(sig)
+        self.assertEqual(service.signals["SIGUSR1"], "rotates the log file (twistd --logfile)")
+        self.assertTrue(any("send SIGUSR2 to force the shutdown" in e["log_format"]
+                            for e in events))
+        sig.deliver(sig.SIGUSR1)
+        reactor.run_calls()
+        self.assertEqual(rotated, [sig.SIGUSR1])
+        self.assertFalse(service.shutdown.begun)
+        sig.deliver(sig.SIGUSR2)
+        reactor.run_calls()
+        self.assertTrue(service.shutdown.begun)
 
-        def service() -> UpsmonService:
-            conf = parse_upsmon_conf(b"MONITOR a@h 1 u p primary\n", "upsmon.conf")
-            made = UpsmonService(conf, Clock(), lambda spec, prepare: FakeSession(spec, prepare),
-                                 FakeRunner(), reactor=Reactor())
-            made.startService()
-            self.addCleanup(made.stopService)
-            return made
+    def test_nothing_left_at_default(self) -> None:
+        """
+        Whatever was there before, no daemon signal keeps SIG_DFL.
+        """
+        for before in (FakeSignal.SIG_DFL, FakeSignal.SIG_IGN):
+            sig = FakeSignal()
+            for signum in list(sig.handlers):
+                sig.handlers[signum] = before
+            self.service(sig)
+            for signum, handler in sig.handlers.items():
+                self.assertTrue(callable(handler), (before, signum))
 
-        def rotate(*args: object) -> None:
-            pass
+    def test_no_reactor(self) -> None:
+        """
+        Without a reactor (unit tests, embedding) nothing is installed.
+        """
+        sig = FakeSignal()
+        conf = parse_upsmon_conf(b"MONITOR a@h 1 u p primary\n", "upsmon.conf")
+        made = UpsmonService(conf, Clock(), lambda spec, prepare: FakeSession(spec, prepare),
+                             FakeRunner(), sig=sig)  # type: ignore[arg-type]
+        made.startService()
+        self.addCleanup(made.stopService)
+        self.assertEqual(set(sig.handlers.values()), {sig.SIG_DFL})
 
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        signal.signal(signal.SIGUSR1, rotate)
-        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
-        first = service()
-        self.assertIs(signal.getsignal(signal.SIGUSR1), rotate)
-        for signum in (signal.SIGHUP, signal.SIGUSR2):
-            handler = signal.getsignal(signum)
-            assert callable(handler)
-            handler(signum, None)
-        self.assertEqual(queued, [first.reload, first.user_fsd])
 
-        signal.signal(signal.SIGUSR2, rotate)
-        service()
-        self.assertIs(signal.getsignal(signal.SIGUSR2), rotate)
+class StartupTests(SynchronousTestCase):
+    """
+    Fail before start (C{twistd nut-upsmon} options): one line naming the
+    file and line, exit status 1, no usage text.
+    """
+
+    def parse(self, *args: str) -> str:
+        from nutshim.upsmon.tap import Options
+
+        e = self.assertRaises(SystemExit, Options().parseOptions, list(args))
+        self.assertNotIsInstance(e, UsageError)
+        message = str(e.code)
+        self.assertNotIn("\n", message)
+        return message
+
+    def test_line_of_the_fault(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("# a comment\nMONITOR ups 1 u\n")
+        os.chmod(path, 0o600)
+        self.assertTrue(self.parse("--config", path).startswith(f"nut-upsmon: {path}:2: "))
+
+    def test_nut_command(self) -> None:
+        """
+        C{-c fsd|stop|reload} (NUT upsmon's habit, read as C{--config})
+        says what does that for nut-upsmon.
+        """
+        self.assertIn("send SIGUSR2", self.parse("-c", "fsd"))
+        self.assertIn("SIGTERM", self.parse("-c", "stop"))
+        self.assertIn("SIGHUP", self.parse("-c", "reload"))

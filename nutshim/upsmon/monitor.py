@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any, Callable, FrozenSet, Optional, Protocol
 
 from twisted.application.service import IService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -127,6 +127,7 @@ class UPSMonitor:
         self._last_rbwarn: Optional[float] = None
         self._last_noncrit = clock.seconds()
         self._request: Optional[Deferred[None]] = None
+        self._last_reply: Optional[float] = None
         self._timer: Any = None
         self._running = False
         self._critical_reason = ""
@@ -139,16 +140,17 @@ class UPSMonitor:
         self.session.startService()
         self._schedule()
 
-    def stop(self) -> Deferred[None]:
+    def stop(self, goodbye: bool = True) -> Deferred[None]:
         """
         Stop polling; say C{DETACH} (as NUT's C{upscli_disconnect} says
-        C{LOGOUT}) and close.  Fires once closed; never fails.
+        C{LOGOUT}) unless C{goodbye} is false, and close.  Fires once
+        closed; never fails.
         """
         self._running = False
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        return self._drop(self.session)
+        return self._drop(self.session, goodbye)
 
     def reconnect(self, sessions: SessionFactory) -> Deferred[None]:
         """
@@ -178,17 +180,23 @@ class UPSMonitor:
         made.append(sessions(self.spec, prepare))
         return made[0]
 
-    def _drop(self, session: IService) -> Deferred[None]:
+    def _drop(self, session: IService, goodbye: bool = True) -> Deferred[None]:
         """
         Say C{DETACH} (as NUT's C{upscli_disconnect} says C{LOGOUT}) on the
-        current connection and stop C{session}.  Never fails.
+        current connection and stop C{session}.  Without C{goodbye} the
+        connection is aborted instead: a TLS close would wait for the hung
+        server's own close_notify.  Never fails.
         """
         client, self.client = self.client, None
         detaching: Optional[Deferred[None]] = None
-        if client is not None:
+        if client is not None and goodbye:
             detaching = client.detach()
             detaching.addTimeout(DETACH_WAIT, self.clock)
             detaching.addErrback(lambda failure: None)
+        elif client is not None:
+            transport = getattr(client, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
         stopped: Deferred[None] = Deferred.fromCoroutine(self._stop_session(session, detaching))
         return stopped
 
@@ -234,6 +242,7 @@ class UPSMonitor:
                                       ups=spec.system, error=e.line)
         if not self._running or session is not self.session:
             return
+        self._last_reply = self.clock.seconds()
         self.client = client
         client.when_closed().addCallback(self._closed, client)
         self.poll()
@@ -274,6 +283,8 @@ class UPSMonitor:
 
     def _failed(self, failure: Failure) -> None:
         error = failure.value
+        if isinstance(error, NUTError):
+            self._last_reply = self.clock.seconds()  # an answer all the same
         if isinstance(error, NUTError) and error.name == "UNKNOWN-UPS":
             why = f"[{self.spec.upsname}] does not exist on server {self.spec.host}"
         elif isinstance(error, NUTError):
@@ -285,6 +296,7 @@ class UPSMonitor:
 
     def _status(self, text: str) -> None:
         now = self.clock.seconds()
+        self._last_reply = now
         symbols = parse_status(text)
         if contact_lost(symbols):
             self.log.warn("UPS [{ups}] status {status!r}: no contact with the UPS",
@@ -373,29 +385,22 @@ class UPSMonitor:
             return reason + "; giving up on the primary"
         return ""
 
-    # -- primary duties -----------------------------------------------------
+    # -- for the shutdown -------------------------------------------------------
 
-    def set_fsd(self) -> Deferred[bool]:
+    def silent(self, now: float) -> bool:
         """
-        C{FSD <ups>}; fires with whether the server accepted it.
+        Whether the shutdown should not wait on this server: no connection,
+        or a poll outstanding and not a word from the server (a status, an
+        C{ERR}, the login) for more than C{DEADTIME} seconds -- a hung
+        server, the one a "dead" verdict was reached on.  NUT's upsmon has
+        by then dropped such a connection on its 5 s read timeout, so its
+        C{FSD}, C{NUMLOGINS} and goodbye fail at once.  A server that
+        answers errors (a dead driver) is not silent: it still gets C{FSD}.
+        A server polled less often than C{DEADTIME} is not silent between
+        polls either.
         """
-        self.log.info("Setting FSD on UPS {ups}", ups=self.spec.system)
         if self.client is None:
-            self.log.error("FSD set on UPS {ups} failed: not connected", ups=self.spec.system)
-            return succeed(False)
-
-        def failed(failure: Failure) -> bool:
-            self.log.error("FSD set on UPS {ups} failed: {error}", ups=self.spec.system,
-                           error=failure.getErrorMessage())
+            return True
+        if self._request is None or self._last_reply is None:
             return False
-
-        return self.client.fsd(self.spec.upsname).addCallbacks(lambda _: True, failed)
-
-    def num_attach(self) -> Deferred[Optional[int]]:
-        """
-        C{GET NUMATTACH} (C{NUMLOGINS}); fires with L{None} when unknown.
-        """
-        if self.client is None:
-            return succeed(None)
-        d: Deferred[Any] = self.client.num_attach(self.spec.upsname)
-        return d.addErrback(lambda failure: None)
+        return now - self._last_reply > self.conf.deadtime

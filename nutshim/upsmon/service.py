@@ -14,15 +14,18 @@ L{NUTClientService}; tests: fakes), the command runner, what to do once
 C{SHUTDOWNCMD} has run (production: stop the reactor, as upsmon exits) and
 how to re-read C{upsmon.conf} for a reload.
 
-Signals stand for NUT upsmon's C{-c} commands: SIGHUP reloads the
-configuration (C{upsmon -c reload}), SIGUSR2 asks for the forced shutdown
-(C{upsmon -c fsd}, which sends SIGUSR1: see L{UpsmonService._install_signals}),
-SIGTERM stops (twistd's own).
+Signals are NUT upsmon's C{-c} commands, installed by
+L{nutshim.signals.install_signal_handlers}: SIGHUP reloads the configuration
+(C{upsmon -c reload}), SIGUSR1 forces the shutdown (C{upsmon -c fsd}) unless
+twistd rotates a C{--logfile} on it, SIGUSR2 forces the shutdown too (the
+way left when SIGUSR1 rotates the log), SIGTERM stops (C{upsmon -c stop},
+twistd's own).  None of them ever kills the daemon.
 """
 
 from __future__ import annotations
 
 import signal
+from types import ModuleType
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from twisted.application.internet import backoffPolicy
@@ -32,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nutshim.config.upsmonconf import Monitor, UpsmonConf
+from nutshim.signals import KEPT, OURS, install_signal_handlers
 from nutshim.upsmon.monitor import NET_TIMEOUT, SessionFactory, UPSMonitor
 from nutshim.upsmon.notify import Notifier
 from nutshim.upsmon.runner import IRunner, ProcessRunner
@@ -103,6 +107,7 @@ class UpsmonService(MultiService):
         reader: Optional[Callable[[], UpsmonConf]] = None,
         sessions_for: Optional[Callable[[UpsmonConf], SessionFactory]] = None,
         reactor: Any = None,
+        sig: ModuleType = signal,
     ) -> None:
         """
         @param reader: re-reads and checks C{upsmon.conf} for a reload,
@@ -110,7 +115,9 @@ class UpsmonService(MultiService):
             cannot be used.
         @param sessions_for: the session factory for a reloaded
             configuration (its TLS settings and retry policy).
-        @param reactor: where to install the signal handlers (production).
+        @param reactor: where the signal handlers run their actions
+            (production); without one no handler is installed.
+        @param sig: the C{signal} module (tests pass a fake).
         """
         super().__init__()
         self.conf = conf
@@ -125,6 +132,9 @@ class UpsmonService(MultiService):
         self._reader = reader
         self._sessions_for = sessions_for
         self._reactor = reactor
+        self._sig = sig
+        #: What each signal does, by name, once installed (for the log and tests).
+        self.signals: Dict[str, str] = {}
         #: Monitors dropped by a reload and still saying goodbye.
         self._leaving: List[Deferred[None]] = []
 
@@ -158,29 +168,34 @@ class UpsmonService(MultiService):
         d.addBoth(lambda _: super(UpsmonService, self).stopService())
         return d
 
-    # -- signals (upsmon -c reload|fsd) --------------------------------------
+    # -- signals (upsmon -c reload|fsd|stop) ----------------------------------
 
     def _install_signals(self) -> None:
         """
-        SIGHUP reloads, SIGUSR2 forces the shutdown.  Not SIGUSR1, NUT's
-        signal for C{-c fsd}: under twistd it rotates the log file, and a
-        logrotate job must never power the machine off.  A signal someone
-        else already handles (twistd --debug's SIGUSR2) is left alone.
+        SIGHUP reloads; SIGUSR1 (NUT's C{upsmon -c fsd}) and SIGUSR2 force
+        the shutdown.  twistd's own SIGUSR1 handler, which rotates a
+        C{--logfile}, is kept: then SIGUSR1 only rotates the log (a
+        logrotate job must never power the machine off) and SIGUSR2 is
+        the forced shutdown.  Either way no signal is left at its default
+        action, which would kill the daemon.  The log says which is which.
         """
         reactor = self._reactor
         if reactor is None or not hasattr(reactor, "callFromThread"):
             return
-        for name, handler in (("SIGHUP", self.reload), ("SIGUSR2", self.user_fsd)):
-            signum = getattr(signal, name, None)
-            if signum is None:
-                continue
-            if signal.getsignal(signum) not in (signal.SIG_DFL, None):
-                self.log.warn("{signal} is already taken: not listening to it", signal=name)
-                continue
-            try:
-                signal.signal(signum, lambda *a, h=handler: reactor.callFromThread(h))
-            except ValueError:
-                pass  # not the main thread
+        actions = {"SIGHUP": self.reload, "SIGUSR1": self.user_fsd, "SIGUSR2": self.user_fsd}
+        done = install_signal_handlers(reactor, actions, "nut-upsmon", self.log, self._sig)
+        if not done:
+            self.log.warn("Signal handlers not installed (not the main thread)")
+            return
+        self.signals = {name: _ROLES[name] if outcome == OURS else _KEPT_ROLES[name]
+                        for name, outcome in done.items()}
+        self.log.info(
+            "Signals: {roles}; SIGTERM stops (upsmon -c stop)",
+            roles="; ".join(f"{name} {role}" for name, role in self.signals.items()),
+        )
+        if done.get("SIGUSR1") == KEPT:
+            self.log.warn("SIGUSR1 (upsmon -c fsd) only rotates the log file here (twistd "
+                          "--logfile): send SIGUSR2 to force the shutdown")
 
     def user_fsd(self) -> None:
         """
@@ -306,6 +321,20 @@ class UpsmonService(MultiService):
                 value=value, minimum=self.conf.minsupplies,
             )
             self.shutdown.begin()
+
+
+#: What a signal does when nut-upsmon owns it.
+_ROLES = {
+    "SIGHUP": "reloads upsmon.conf (upsmon -c reload)",
+    "SIGUSR1": "forces the shutdown (upsmon -c fsd)",
+    "SIGUSR2": "forces the shutdown",
+}
+#: ... and when an earlier handler was kept (twistd's).
+_KEPT_ROLES = {
+    "SIGHUP": "kept by its earlier handler",
+    "SIGUSR1": "rotates the log file (twistd --logfile)",
+    "SIGUSR2": "kept by its earlier handler (twistd --debug)",
+}
 
 
 def _tls_settings(conf: UpsmonConf) -> tuple[object, ...]:

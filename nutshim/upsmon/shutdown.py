@@ -9,8 +9,8 @@ the clock and none may be skipped or repeated:
   1. C{SETTING_FSD} (a Primary only): C{FSD} on every UPS this system is
      Primary for, which tells the Secondaries to shut down;
   2. C{HOSTSYNC} (a Primary only): C{GET NUMATTACH} every 250 ms until no
-     such UPS has more than one attachment (the Primary's own) or
-     C{HOSTSYNC} seconds have passed;
+     such UPS has more than one attachment (the Primary's own), as far as
+     is known, or C{HOSTSYNC} seconds have passed;
   3. C{FINAL_DELAY}: the C{SHUTDOWN} notification, then C{FINALDELAY}
      seconds;
   4. C{DETACHING}: C{POWERDOWNFLAG} written (a Primary only: it tells the
@@ -23,6 +23,13 @@ the clock and none may be skipped or repeated:
 Once begun, nothing cancels it: a UPS back on line power is only logged
 (the battery may not survive another outage, and the Secondaries may
 already be going down).
+
+No step waits on a server that has gone silent (L{UPSMonitor.silent}: the
+hung server a "dead" verdict is usually about): its C{FSD} and
+C{NUMATTACH} fail at once and it gets no C{DETACH}, as NUT's upsmon finds
+such a connection already closed.  On other servers each C{FSD} and
+C{NUMATTACH} is bounded by L{REPLY_WAIT}, NUT's read timeout, and a query
+that fails or times out does not count, as in NUT's C{sync_secondaries}.
 """
 
 from __future__ import annotations
@@ -30,15 +37,17 @@ from __future__ import annotations
 import enum
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence
 
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, TimeoutError, gatherResults, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from nutshim.config.upsmonconf import UpsmonConf
 from nutshim.upsmon.monitor import UPSMonitor
 from nutshim.upsmon.notify import Notifier
 from nutshim.upsmon.runner import IRunner, shell
 
-__all__ = ["Phase", "ShutdownSequence", "SDMAGIC", "SYNC_INTERVAL", "DETACH_TIMEOUT"]
+__all__ = ["Phase", "ShutdownSequence", "SDMAGIC", "SYNC_INTERVAL", "DETACH_TIMEOUT",
+           "REPLY_WAIT"]
 
 #: What NUT's upsmon writes into C{POWERDOWNFLAG} (and checks with C{-K}).
 SDMAGIC = "upsmon-shutdown-file"
@@ -46,6 +55,10 @@ SDMAGIC = "upsmon-shutdown-file"
 SYNC_INTERVAL = 0.25
 #: Seconds allowed for the sessions to close before C{SHUTDOWNCMD}.
 DETACH_TIMEOUT = 5.0
+#: Seconds to wait for each C{FSD} and C{NUMATTACH} reply: the read timeout
+#: of NUT's upsclient (C{DEFAULT_NETWORK_TIMEOUT}), which is what bounds
+#: upsmon's C{setfsd} and each query of its C{sync_secondaries}.
+REPLY_WAIT = 5.0
 
 
 class Phase(enum.Enum):
@@ -120,7 +133,7 @@ class ShutdownSequence:
             return
         self.log.info("Shutting down any UPSes in PRIMARY mode...")
         self._enter(Phase.SETTING_FSD)
-        setting = gatherResults([m.set_fsd() for m in self.primaries])
+        setting = gatherResults([set_fsd(m) for m in self.primaries])
         setting.addCallback(lambda _: self._hostsync())
 
     # -- HOSTSYNC -------------------------------------------------------------
@@ -133,7 +146,7 @@ class ShutdownSequence:
 
     def _sync_check(self) -> None:
         self._sync_timer = None
-        counts = gatherResults([m.num_attach() for m in self.primaries])
+        counts = gatherResults([num_attach(m) for m in self.primaries])
         counts.addCallback(self._sync_counts)
 
     def _sync_counts(self, counts: List[Optional[int]]) -> None:
@@ -167,7 +180,8 @@ class ShutdownSequence:
         self._enter(Phase.DETACHING)
         if self.primaries:
             self._write_flag()
-        stops = gatherResults([m.stop() for m in self.monitors])
+        now = self.clock.seconds()
+        stops = gatherResults([m.stop(goodbye=not m.silent(now)) for m in self.monitors])
         timer = self.clock.callLater(DETACH_TIMEOUT, lambda: stops.cancel())
 
         def stopped(result: object) -> None:
@@ -207,3 +221,53 @@ class ShutdownSequence:
         self._enter(Phase.DONE)
         if self.on_done is not None:
             self.on_done()
+
+
+# -- a Primary's requests ------------------------------------------------------
+
+log = Logger()
+
+
+def _unusable(monitor: UPSMonitor) -> str:
+    """Why C{monitor}'s server is not asked at all, or C{""}."""
+    if monitor.client is None:
+        return "not connected"
+    if monitor.silent(monitor.clock.seconds()):
+        return f"no reply from the server for more than {monitor.conf.deadtime} s"
+    return ""
+
+
+def set_fsd(monitor: UPSMonitor) -> Deferred[bool]:
+    """
+    C{FSD <ups>}; fires with whether the server accepted it within
+    L{REPLY_WAIT} seconds (at once with C{False} for a silent server).
+    """
+    ups = monitor.spec.system
+    log.info("Setting FSD on UPS {ups}", ups=ups)
+    why, client = _unusable(monitor), monitor.client
+    if why or client is None:
+        log.error("FSD set on UPS {ups} failed: {error}", ups=ups, error=why)
+        return succeed(False)
+
+    def failed(failure: Failure) -> bool:
+        error = failure.getErrorMessage()
+        if failure.check(TimeoutError):
+            error = f"no reply within {REPLY_WAIT:g} s"
+        log.error("FSD set on UPS {ups} failed: {error}", ups=ups, error=error)
+        return False
+
+    d = client.fsd(monitor.spec.upsname).addTimeout(REPLY_WAIT, monitor.clock)
+    return d.addCallbacks(lambda _: True, failed)
+
+
+def num_attach(monitor: UPSMonitor) -> Deferred[Optional[int]]:
+    """
+    C{GET NUMATTACH} (C{NUMLOGINS}); fires with L{None} when unknown: at
+    once for a silent server, after L{REPLY_WAIT} seconds without a reply.
+    """
+    client = monitor.client
+    if client is None or _unusable(monitor):
+        return succeed(None)
+    d: Deferred[Any] = client.num_attach(monitor.spec.upsname)
+    d.addTimeout(REPLY_WAIT, monitor.clock)
+    return d.addErrback(lambda failure: None)
