@@ -106,8 +106,8 @@ _VERIFY_ERRORS = {
 _verify_failures: "weakref.WeakKeyDictionary[SSL.Connection, str]" = weakref.WeakKeyDictionary()
 
 
-def _fail(message: str) -> ConfigError:
-    return ConfigError("upsd.conf", None, message)
+def _fail(confdir: str, message: str) -> ConfigError:
+    return ConfigError(os.path.join(confdir, "upsd.conf"), None, message)
 
 
 def _pki_message(error: PKIError, source: str) -> str:
@@ -400,6 +400,7 @@ def server_tls_options(
     if upsd.certfile is None:
         if upsd.tls_required in ("remote", "all"):
             raise _fail(
+                confdir,
                 f"TLS_REQUIRED {upsd.tls_required} needs CERTFILE (without it no client"
                 " could ever be served)",
             )
@@ -439,6 +440,7 @@ def server_tls_options(
     if upsd.certrequest:
         if upsd.certpath is None:
             raise _fail(
+                confdir,
                 f"CERTREQUEST {upsd.certrequest} needs CERTPATH (the CA certificates"
                 " client certificates are verified against)",
             )

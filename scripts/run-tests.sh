@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 need_apt=""
-for pkg in nut-server nut-client python3-nut libnss3-tools openssl; do
+for pkg in nut-server nut-client python3-nut libnss3-tools openssl prometheus chromium libusb-1.0-0; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt="$need_apt $pkg"
 done
 if [ -n "$need_apt" ]; then
@@ -36,6 +36,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r "$here/tests" "$work/tests"
 export NUTSHIM_CHECKOUT="$here"
+# Screenshots of the status page (tests/test_web_integration.py) outlive the run.
+export NUTSHIM_ARTIFACTS=${NUTSHIM_ARTIFACTS:-/tmp/nutshim-artifacts}
 export PATH="$venv/bin:$PATH"
 cd "$work"
 "$venv/bin/python" -m twisted.trial --reporter=text ${TRIAL_ARGS:-} nutshim.test tests 2>&1 | tee "$work/trial.out"

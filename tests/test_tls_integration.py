@@ -34,6 +34,7 @@ from tests.harness import (
     run,
     twistd,
     wait_for,
+    wait_port,
     write,
 )
 
@@ -462,6 +463,98 @@ class StallTests(DaemonTLSTestCase):
         self.wait_log("TLS handshake with 127.0.0.1 not finished after 3.0 s")
 
 
+def read_to_eof(sock: socket.socket, timeout: float) -> "tuple[bytes, bool]":
+    """
+    Everything the server still sends, and whether it ended the connection
+    (EOF, TLS close_notify or a reset) within C{timeout} seconds.
+    """
+    sock.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return out, True
+            out += chunk
+    except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        return out, True
+    except socket.timeout:
+        return out, False
+
+
+class GoodbyeTests(DaemonTLSTestCase):
+    """
+    After C{OK Goodbye} (LOGOUT, DETACH) nut-upsd ends the connection within
+    a second, in plaintext and in TLS, even for a client that stops reading,
+    and nothing sent after the LOGOUT runs (issue 10, item 4: a TLS session
+    used to go on executing requests until IDLE_TIMEOUT).
+    """
+
+    def numlogins(self) -> bytes:
+        return query(self.port, b"GET NUMLOGINS lab\n")
+
+    def test_plaintext_eof(self) -> None:
+        """
+        Plaintext: EOF follows C{OK Goodbye} at once.
+        """
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"USERNAME admin\nPASSWORD adminpw\nLOGOUT\n")
+            self.assertEqual(read_until(sock, b"OK Goodbye\n"), b"OK\nOK\nOK Goodbye\n")
+            started = time.monotonic()
+            rest, closed = read_to_eof(sock, 5)
+            elapsed = time.monotonic() - started
+        self.assertEqual((rest, closed), (b"", True))
+        self.assertLess(elapsed, 1.0)
+
+    def test_tls_eof(self) -> None:
+        """
+        TLS: LOGOUT, and DETACH, are followed by EOF within a second.
+        """
+        for goodbye in (b"LOGOUT\n", b"ATTACH lab\nDETACH\n"):
+            with starttls(self.port, strict_context(self.cafile), "localhost") as tls:
+                tls.sendall(b"USERNAME mon\nPASSWORD monpw\n")
+                self.assertEqual(read_until(tls, b"OK\nOK\n"), b"OK\nOK\n")
+                tls.sendall(goodbye)
+                self.assertTrue(read_until(tls, b"OK Goodbye\n").endswith(b"OK Goodbye\n"))
+                started = time.monotonic()
+                rest, closed = read_to_eof(tls, 5)
+                elapsed = time.monotonic() - started
+            self.assertEqual((rest, closed), (b"", True), goodbye)
+            self.assertLess(elapsed, 1.0, goodbye)
+
+    def test_tls_nothing_after_logout(self) -> None:
+        """
+        A privileged request sent right behind LOGOUT, in the same TLS
+        session, is not executed.
+        """
+        with starttls(self.port, strict_context(self.cafile), "localhost") as tls:
+            tls.sendall(b"USERNAME admin\nPASSWORD adminpw\n")
+            self.assertEqual(read_until(tls, b"OK\nOK\n"), b"OK\nOK\n")
+            tls.sendall(b"LOGOUT\n")
+            tls.sendall(b"FSD lab\n")  # its own TLS record
+            rest, closed = read_to_eof(tls, 3)
+        self.assertEqual(rest, b"OK Goodbye\n")
+        self.assertTrue(closed)
+        self.assertEqual(query(self.port, b"GET VAR lab ups.status\n"), b'VAR lab ups.status "OL"\n')
+
+    def test_tls_client_not_reading(self) -> None:
+        """
+        A TLS client that stops reading after LOGOUT (and so never answers
+        close_notify) is gone within a second: its login no longer counts.
+        """
+        with starttls(self.port, strict_context(self.cafile), "localhost") as tls:
+            tls.sendall(b"USERNAME mon\nPASSWORD monpw\nLOGIN lab\n")
+            self.assertEqual(read_until(tls, b"OK\nOK\nOK\n"), b"OK\nOK\nOK\n")
+            self.assertEqual(self.numlogins(), b"NUMLOGINS lab 1\n")
+            started = time.monotonic()
+            tls.sendall(b"LOGOUT\n")
+            while self.numlogins() != b"NUMLOGINS lab 0\n" and time.monotonic() - started < 5:
+                time.sleep(0.05)
+            elapsed = time.monotonic() - started
+        self.assertEqual(self.numlogins(), b"NUMLOGINS lab 0\n")
+        self.assertLess(elapsed, 1.0)
+
+
 class StartupTests(SynchronousTestCase):
     """
     A bad certificate stops the daemon with one line naming the file.
@@ -489,3 +582,124 @@ class StartupTests(SynchronousTestCase):
         text = out.stdout + out.stderr
         self.assertIn(os.path.join(confdir, "bad.pem") + ": CERTFILE: the private key does not match", text)
         self.assertNotIn("Traceback", text)
+
+
+class SplitListenerTests(SynchronousTestCase):
+    """
+    The port-401 split (issue 10, item 8): a TLS-only listener, where every
+    client must STARTTLS first, beside a plaintext loopback listener for
+    legacy clients, in one nut-upsd, from upsd.conf's LISTEN and LISTEN_TLS
+    lines (high ports stand for 3493 and 401).
+    """
+
+    def setUp(self) -> None:
+        self.plain = free_port()
+        self.tls = free_port()
+        self.confdir = make_confdir(
+            self,
+            f"CERTFILE certs/localhost.pem\nLISTEN 127.0.0.1 {self.plain}\n"
+            f"LISTEN_TLS 127.0.0.1 {self.tls}\n",
+        )
+        self.cafile = os.path.join(self.confdir, "certs", "ca.pem")
+        self.daemon = Process(
+            [twistd(), "-n", "--pidfile=", "nut-upsd", "--confdir", self.confdir],
+            os.path.join(self.confdir, "nutshim.log"), env=nut_env(self.confdir),
+        )
+        self.addCleanup(self.daemon.stop)
+        for port in (self.plain, self.tls):
+            try:
+                wait_port(port)
+            except AssertionError:
+                raise AssertionError("nut-upsd did not start:\n" + self.daemon.output())
+
+    def test_log(self) -> None:
+        """
+        The log names each listener with its policy and its line.
+        """
+        path = os.path.join(self.confdir, "upsd.conf")
+        wait_for(lambda: "(TLS only; " + path + f":3: LISTEN_TLS 127.0.0.1 {self.tls})"
+                 in self.daemon.output(), 10, "the TLS-only listener logged")
+        self.assertIn(f"(plaintext or STARTTLS; {path}:2: LISTEN 127.0.0.1 {self.plain})",
+                      self.daemon.output())
+
+    def test_upsc_plaintext_listener(self) -> None:
+        """
+        NUT's own upsc reads from the plaintext loopback listener.
+        """
+        require("upsc")
+        out = run(["upsc", f"lab@127.0.0.1:{self.plain}", "ups.status"], env=nut_env(self.confdir))
+        self.assertEqual((out.returncode, out.stdout), (0, "OL\n"), out.stderr)
+
+    def test_plaintext_refused_on_tls_listener(self) -> None:
+        """
+        On the TLS-only listener a loopback client without TLS gets
+        ERR TLS-NOT-ENABLED for everything but STARTTLS and the discovery
+        commands; the plaintext listener answers the same requests.
+        """
+        requests = b"LIST UPS\nUSERNAME admin\nPASSWORD adminpw\nGET VAR lab ups.status\nPROTVER\n"
+        self.assertEqual(query(self.tls, requests, until=b"1.3\n"),
+                         b"ERR TLS-NOT-ENABLED\n" * 4 + b"1.3\n")
+        self.assertEqual(query(self.plain, b"GET VAR lab ups.status\n"), b'VAR lab ups.status "OL"\n')
+
+    def test_pynut_refused_on_tls_listener(self) -> None:
+        """
+        python3-nut's PyNUTClient (no STARTTLS) is refused on the TLS-only
+        listener and served on the plaintext one.
+        """
+        require("/usr/bin/python3", "/usr/lib/python3/dist-packages/PyNUT.py")
+        script = textwrap.dedent(
+            """
+            import sys
+            sys.path.insert(0, "/usr/lib/python3/dist-packages")
+            import PyNUT
+            for port in (int(sys.argv[1]), int(sys.argv[2])):
+                try:
+                    c = PyNUT.PyNUTClient(host="127.0.0.1", port=port)
+                    print(c.GetUPSVars("lab")[b"ups.status"])
+                except PyNUT.PyNUTError as e:
+                    print("error", e)
+            """
+        )
+        out = run(["/usr/bin/python3", "-c", script, str(self.plain), str(self.tls)])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = out.stdout.splitlines()
+        self.assertEqual(lines[0], "b'OL'")
+        self.assertIn("TLS-NOT-ENABLED", lines[1])
+
+    def test_tls_client_on_tls_listener(self) -> None:
+        """
+        A verifying TLS client is served on the TLS-only listener; so is
+        NUT's upsc, which tries STARTTLS by itself.
+        """
+        with starttls(self.tls, strict_context(self.cafile), "localhost") as tls:
+            tls.sendall(b"USERNAME admin\nPASSWORD adminpw\nGET VAR lab ups.status\n")
+            self.assertEqual(read_until(tls, b'"OL"\n'), b'OK\nOK\nVAR lab ups.status "OL"\n')
+        require("upsc")
+        out = run(["upsc", f"lab@127.0.0.1:{self.tls}", "ups.status"], env=nut_env(self.confdir))
+        self.assertEqual(out.stdout.strip(), "OL", out.stderr)
+        self.assertIn("in SSL", out.stderr)
+
+
+class SplitListenerCommandLineTests(DaemonTLSTestCase):
+    """
+    The same split from the command line: --listen beside --listen-tls.
+    """
+
+    def setUp(self) -> None:
+        self.confdir = make_confdir(self, self.UPSD_CONF)
+        self.port = free_port()
+        self.tls = free_port()
+        self.daemon = nutshim_daemon(
+            self, self.confdir, self.port, ["--listen-tls", f"tcp:{self.tls}:interface=127.0.0.1"])
+        wait_port(self.tls)
+        self.cafile = os.path.join(self.confdir, "certs", "ca.pem")
+
+    def test_split(self) -> None:
+        """
+        Plaintext from loopback on --listen; only STARTTLS on --listen-tls.
+        """
+        self.assertEqual(query(self.port, b"GET VAR lab ups.status\n"), b'VAR lab ups.status "OL"\n')
+        self.assertEqual(query(self.tls, b"GET VAR lab ups.status\n"), b"ERR TLS-NOT-ENABLED\n")
+        with starttls(self.tls, strict_context(self.cafile), "127.0.0.1") as tls:
+            tls.sendall(b"GET VAR lab ups.status\n")
+            self.assertEqual(read_until(tls, b"\n"), b'VAR lab ups.status "OL"\n')

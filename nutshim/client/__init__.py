@@ -4,7 +4,10 @@ A NUT (RFC 9271) client on Twisted: the protocol, TLS options, connection
 helpers and the C{nutshim-client} command line (upsc, upscmd, upsrw).
 
 The names most callers need are re-exported here; the modules say why each
-piece is the way it is.
+piece is the way it is.  UPS names as users write them,
+C{[group:]ups[@host[:port]]} (RFC 9271, section 4.2), are read by
+L{parse_upsname}: connect to C{name.host}, C{name.port} and give
+C{name.ups} to the requests; the group is the caller's label, never sent.
 """
 
 from nutshim.client.connect import NUT_PORT, NUTClientFactory, authenticate, connect, negotiate_tls
@@ -21,6 +24,7 @@ from nutshim.client.errors import (
 from nutshim.client.protocol import DEFAULT_TIMEOUT, NUTClientProtocol, VarType
 from nutshim.client.service import NUTClientService
 from nutshim.client.tls import TLSConfigError, TLSSettings, client_tls_options
+from nutshim.protocol.upsname import UPSName, UPSNameError, parse_upsname
 
 __all__ = [
     "NUT_PORT",
@@ -43,4 +47,7 @@ __all__ = [
     "TLSTrustNotConfigured",
     "PinMismatch",
     "TLSConfigError",
+    "UPSName",
+    "UPSNameError",
+    "parse_upsname",
 ]

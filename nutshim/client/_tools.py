@@ -23,6 +23,7 @@ from twisted.internet.task import deferLater
 from nutshim.client.errors import NUTError
 from nutshim.client.protocol import NUTClientProtocol
 from nutshim.protocol import NutError
+from nutshim.protocol.upsname import UPSNameError, split_group
 
 __all__ = ["Env", "Fatal", "connect", "split_name", "split_addr", "upsc", "upscmd",
            "upscmd_list", "upsrw_set", "upsrw_list", "UUID_LENGTH"]
@@ -106,11 +107,20 @@ def split_addr(text: str, env: Env) -> Optional[Tuple[str, int]]:
 
 def split_name(text: Optional[str], env: Env) -> Optional[Tuple[str, str, int]]:
     """
-    C{upscli_splitname}: C{ups[@host[:port]]}, host defaulting to localhost.
+    C{upscli_splitname}: C{ups[@host[:port]]}, host defaulting to localhost,
+    after an RFC 9271 group (C{HB:ups@host}), which is dropped: it only
+    labels the UPS, and the server knows the UPS as C{ups}.
+
+    @raise Fatal: for a malformed group, saying what is wrong.
     """
     if not text:
         return None
-    ups, at, rest = text.partition("@")
+    try:
+        _, bare = split_group(text)
+    except UPSNameError as e:
+        raise Fatal(f"Error: invalid UPS definition {text!r}: {e}.\n"
+                    "Required format: [group:]upsname[@hostname[:port]]") from None
+    ups, at, rest = bare.partition("@")
     if not ups:
         return None
     if not at:

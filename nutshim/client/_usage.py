@@ -90,6 +90,9 @@ TLS (nutshim-client only; options go before the other arguments):
   --timeout <s>       network timeout in seconds (default: 10)
 By default STARTTLS is tried and plaintext is used only if the server has no
 TLS; a server offering TLS must be verifiable (--cafile or --pin).
+
+A <ups> may carry an RFC 9271 group, <group>:<upsname>[@<hostname>[:<port>]]
+(e.g. HB:heartbeat@localhost): the group is a label, only <upsname> is sent.
 """
 
 

@@ -10,7 +10,8 @@ the connection is then dropped rather than risk handing one request's
 answer to another.
 
 STARTTLS is the delicate part (RFC 9271, section 4.2.12): after C{OK STARTTLS}
-any plaintext bytes already received are discarded (an attacker on the path
+(or the bare C{OK} of RFC 9271 Appendix D.1.1, which RFC-literal server
+shims such as the published upsdTLS.py send) any plaintext bytes already received are discarded (an attacker on the path
 could otherwise inject "replies" that would be read as if protected), the TLS
 layer is started, and a C{PROTVER} query confirms that the handshake worked,
 because a failed handshake cannot be reported in plaintext.  Requests made
@@ -45,6 +46,7 @@ from nutshim.client.errors import (
     error_from_words,
 )
 from nutshim.protocol import ParseError, RequestTokenizer
+from nutshim.protocol.starttls import starttls_accepted
 
 __all__ = ["NUTClientProtocol", "VarType", "DEFAULT_TIMEOUT"]
 
@@ -309,7 +311,8 @@ class NUTClientProtocol(NUTCommands, LineReceiver):
 
     def starttls(self, options: Any) -> Deferred[None]:
         """
-        Send STARTTLS and, on C{OK STARTTLS}, start TLS with C{options}.
+        Send STARTTLS and, on C{OK STARTTLS} or a bare C{OK}, start TLS with
+        C{options}.
 
         @param options: an C{IOpenSSLClientConnectionCreator} (see
             L{nutshim.client.tls.client_tls_options}), or L{None} to only
@@ -338,7 +341,7 @@ class NUTClientProtocol(NUTCommands, LineReceiver):
             self._error(pending, words, line)
             self._release()
             return
-        if not line.startswith("OK STARTTLS"):
+        if not starttls_accepted(line):
             raise ProtocolError(f"unexpected reply to STARTTLS: {line!r}")
         if pending.options is not None and not ITLSTransport.providedBy(self.transport):
             raise ProtocolError("this transport cannot start TLS")

@@ -60,7 +60,7 @@ def parse_cmdvartab(data: bytes, path: str) -> CmdVarTab:
     """
     warnings: List[ConfigWarning] = []
     tables: Dict[str, Dict[str, str]] = {"VARDESC": {}, "CMDDESC": {}}
-    for lineno, words in logical_lines(data, path, warnings):
+    for lineno, words in logical_lines(data, path, warnings, strict=False):
         table = tables.get(words[0])
         if table is None or len(words) < 3:
             warnings.append(

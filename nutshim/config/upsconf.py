@@ -9,12 +9,6 @@ rules have corners people rely on without knowing:
 
  - C{[name]} starts a section; the name keeps its case.  Sections with
    I{exactly} the same name merge, later keys overriding earlier ones.
- - Two names differing only in case clash: NUT logs
-   C{UPS name [x] is already in use!} and, because it walks its list in
-   reverse file order, the I{later} section survives.
- - A section without both C{driver} and C{port} is dropped
-   (C{ignoring incomplete configuration}); it does not take part in the clash
-   above.
  - C{key = value} uses exactly three words (quote values with spaces);
    C{key=value} is the same thing since C{=} is always a word of its own;
    a lone word is a flag.  C{driver}, C{port} and C{desc} are case-sensitive
@@ -22,8 +16,18 @@ rules have corners people rely on without knowing:
    L{UpsSection.options} as written.
  - Before the first section, only C{STATEPATH} (case-insensitive) matters.
 
-nutshim adds warnings where NUT silently ignores a line (a two-word line,
-extra words after a value): a misquoted C{desc} is the commonest mistake.
+What would drop or change a UPS is a L{ConfigError} naming the line (at
+start nut-upsd stops; a reload keeps the running UPSes), where NUT logs a
+warning, or nothing, and serves the rest: a parse error; a broken section
+header such as C{[ups2} (NUT reads it as a flag and gives the lines after
+it to the UPS above); words after a header; a line that is neither
+C{key = value} nor a flag (C{driver usbhid-ups}: NUT ignores it); C{driver},
+C{port} or C{desc} without a value; a section without C{driver} or
+C{port} (NUT: "ignoring incomplete configuration"); two names differing
+only in case (NUT: "UPS name [x] is already in use!", one of them
+dropped).  So a file whose sections are all unusable never starts the
+daemon.  Warnings: words after a value (C{desc = My UPS} is C{My} in NUT
+too: quote it), and a file without any section.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Dict, List, Mapping, Optional
 
-from ._errors import ConfigWarning, logical_lines, read_config_file
+from ._errors import ConfigError, ConfigWarning, logical_lines, read_config_file
 
 __all__ = ["UpsSection", "UpsConf", "parse_ups_conf", "load_ups_conf"]
 
@@ -144,37 +148,44 @@ def parse_ups_conf(data: bytes, path: str) -> UpsConf:
     """
     Parse the contents of C{ups.conf}.
 
-    @param path: the file name, for warnings.
+    @param path: the file name, for warnings and errors.
+    @raise ConfigError: for anything that would drop or change a UPS (see
+        the module docstring).
     """
     warnings: List[ConfigWarning] = []
     globals_: Dict[str, str] = {}
     # Keyed by the exact name; insertion order is the order of first use.
     table: Dict[str, _Builder] = {}
-    # Sections seen, even empty ones: (name, header line), first header only.
-    headers: Dict[str, int] = {}
-    current: Optional[str] = None
+    current: Optional[_Builder] = None
 
-    def warn(lineno: Optional[int], message: str) -> None:
-        warnings.append(ConfigWarning(path, lineno, message))
+    def fail(lineno: int, message: str) -> ConfigError:
+        return ConfigError(path, lineno, message)
 
     def assign(lineno: int, key: str, value: Optional[str]) -> None:
         if current is None:
             globals_[key] = "" if value is None else value
             return
-        builder = table.get(current)
-        if builder is None:
-            builder = table[current] = _Builder(current, headers[current])
         if value is None and key in ("driver", "port", "desc"):
-            warn(lineno, "%s without a value in [%s]" % (key, current))
-        builder.set(key, value)
+            raise fail(lineno, "%s without a value in [%s]" % (key, current.name))
+        current.set(key, value)
 
     for lineno, words in logical_lines(data, path, warnings):
         first = words[0]
         if _is_header(first):
-            current = first[1:-1]
-            headers.setdefault(current, lineno)
+            name = first[1:-1]
+            if not name:
+                raise fail(lineno, "empty UPS name []")
             if len(words) > 1:
-                warn(lineno, "ignoring words after section header %s" % (first,))
+                raise fail(
+                    lineno,
+                    "words after the section header %s: put each key on a line of its own"
+                    % (first,),
+                )
+            current = table.get(name)
+            if current is None:
+                current = table[name] = _Builder(name, lineno)
+        elif first[:1] == "[" or first[-1:] == "]":
+            raise fail(lineno, "broken section header %s: a UPS is [name], in one word" % (first,))
         elif "=" in first:
             # Only an escaped "\=" can put "=" inside a word.
             key, _, value = first.partition("=")
@@ -184,35 +195,36 @@ def parse_ups_conf(data: bytes, path: str) -> UpsConf:
         elif len(words) >= 3 and words[1] == "=":
             assign(lineno, first, words[2])
             if len(words) > 3:
-                warn(
-                    lineno,
+                warnings.append(ConfigWarning(
+                    path, lineno,
                     "ignoring words after the value of %s"
                     " (quote values that contain spaces)" % (first,),
-                )
+                ))
+        elif len(words) == 2 and words[1] == "=":
+            raise fail(lineno, "%s = without a value" % (first,))
         else:
-            warn(lineno, "ignoring line that is neither 'key = value' nor a flag")
+            raise fail(lineno, "%s: neither 'key = value' nor a flag" % (first,))
 
-    # upsd walks the table in reverse and keeps the first name it sees in
-    # each letter case, i.e. the later section of the file.
-    kept: List[UpsSection] = []
-    taken: set[str] = set()
-    for name, builder in reversed(list(table.items())):
-        if builder.driver is None or builder.port is None:
-            warn(builder.lineno, "ignoring incomplete configuration for UPS [%s]" % (name,))
-        elif name.lower() in taken:
-            warn(builder.lineno, "UPS name [%s] is already in use!" % (name,))
-        else:
-            taken.add(name.lower())
-            kept.append(builder.build())
-    for name, lineno in headers.items():
-        if name not in table:
-            warn(lineno, "ignoring incomplete configuration for UPS [%s]" % (name,))
-    kept.reverse()
-    if not kept:
-        warn(None, "no usable UPS definitions in ups.conf")
-    warnings.sort(key=lambda w: (w.lineno is None, w.lineno or 0))
+    taken: Dict[str, _Builder] = {}
+    for name, builder in table.items():
+        missing = [key for key in ("driver", "port") if getattr(builder, key) is None]
+        if missing:
+            raise fail(
+                builder.lineno,
+                "[%s] has no %s: NUT would ignore this UPS" % (name, " and no ".join(missing)),
+            )
+        other = taken.get(name.lower())
+        if other is not None:
+            raise fail(
+                builder.lineno,
+                "UPS name [%s] is already in use by [%s] on line %d"
+                " (upsd compares UPS names ignoring case)" % (name, other.name, other.lineno),
+            )
+        taken[name.lower()] = builder
+    if not table:
+        warnings.append(ConfigWarning(path, None, "no UPS definitions in ups.conf"))
     return UpsConf(
-        sections=tuple(kept),
+        sections=tuple(builder.build() for builder in table.values()),
         globals=MappingProxyType(globals_),
         warnings=tuple(warnings),
     )
@@ -223,7 +235,8 @@ def load_ups_conf(path: str) -> Optional[UpsConf]:
     Read and parse C{ups.conf}.
 
     @return: L{None} if the file does not exist.
-    @raise ConfigError: if it exists but cannot be read.
+    @raise ConfigError: if it exists but cannot be read, or see
+        L{parse_ups_conf}.
     """
     data = read_config_file(path)
     if data is None:

@@ -9,25 +9,32 @@ C{server/conf.c}:
 
  - keywords are case-sensitive (only C{DEBUG_MIN} is not, and it is accepted
    and ignored here);
- - nothing is fatal: an unknown keyword, a missing argument or a value NUT
-   cannot use gives a warning (C{invalid directive ...}, C{MAXAGE has non
-   numeric value (x)!}) and the line is skipped;
  - numbers are read like C{atoi} once their first character is a digit
    (C{MAXAGE 15s} is 15);
- - C{ACCEPT}, C{REJECT} and C{ACL} are accepted with NUT's warning that they
-   are no longer supported;
  - C{LISTEN <addr> [<port>]} adds a listener (port 3493 by default, C{*} for
    every address, IPv6 literals as they are).  With no C{LISTEN} line NUT
    listens on the loopback addresses: see L{UpsdConf.listeners}.
 
-Two deliberate differences: a C{LISTEN} port that is not a number raises
-L{ConfigError} (NUT fails at startup when it cannot resolve it), and a
-C{CERTREQUEST} outside 0-2 is ignored with a warning.  C{CERTIDENT}'s
-password never appears in a warning.
+Errors and warnings (a reload is atomic: see L{nutshim.config._errors}).
+NUT logs every problem and reads on; nutshim raises L{ConfigError} naming
+the line for what would change a setting against what the file says: a
+parse error; a known keyword without its value (C{MAXAGE} alone); a value
+NUT refuses (C{MAXAGE abc}, C{ALLOW_NO_DEVICE maybe}, C{CERTREQUEST 3}: NUT
+logs "has non numeric value" and keeps the old value); a C{LISTEN} port
+that is not a number (NUT fails at startup) or words after it (NUT ignores
+them: C{LISTEN 0.0.0.0 401 TLS} would serve plaintext); C{CERTIDENT}
+without its password.  Warnings, as in NUT: unknown keywords (and known
+ones in the wrong case), C{ACCEPT}/C{REJECT}/C{ACL} (no longer supported),
+a bad C{DEBUG_MIN}, a duplicate C{LISTEN}.  C{CERTIDENT}'s password never
+appears in a message.
 
-nutshim extensions (NUT 2.8 would warn C{invalid directive} on each; bad
-values raise L{ConfigError} since there is no NUT behaviour to preserve):
+nutshim extensions (NUT 2.8 warns C{invalid directive} on each and skips
+it, so one file can serve both; bad values raise L{ConfigError}):
 
+ - C{LISTEN_TLS <addr> [<port>]}: a TLS-only listener (port 401 by
+   default): every client, loopback included, must STARTTLS first; needs
+   C{CERTFILE}.  It adds to the C{LISTEN} lines (or to their loopback
+   default, which NUT reading the same file also serves).
  - C{IDLE_TIMEOUT <seconds>}: drop clients silent for longer (NUT hard-codes
    60); C{0} never drops them.
  - C{MAXLINE <bytes>}: the longest request line accepted (default 4096,
@@ -36,23 +43,31 @@ values raise L{ConfigError} since there is no NUT behaviour to preserve):
  - C{TLS_HANDSHAKE_TIMEOUT <seconds>}: how long a client may take to finish
    the TLS handshake after C{OK STARTTLS} (default 10, 1 to 300).
  - C{TLS_REQUIRED off|remote|all}: refuse commands other than C{STARTTLS}
-   before TLS, from nobody, from non-loopback clients, or from everybody.
-   Unset means C{remote} when C{CERTFILE} is set, else C{off}: see
-   L{UpsdConf.effective_tls_required}.
+   before TLS, from nobody, from non-loopback clients, or from everybody,
+   on the C{LISTEN} listeners.  Unset means C{remote} when C{CERTFILE} is
+   set, else C{off}: see L{UpsdConf.effective_tls_required}.
  - C{CMDVARTAB <path>}: the descriptions file, instead of
    C{<DATAPATH>/cmdvartab}.
+ - C{HTTP_LISTEN <address> <port> [TLS]}, C{HTTP_LISTEN <port>} or
+   C{HTTP_LISTEN <endpoint>} (repeatable): serve the read-only HTTP side
+   (Prometheus C{/metrics}, JSON, status page; docs/metrics.md) on an
+   address and port (as C{LISTEN}; C{TLS}: HTTPS with C{CERTFILE}), on a
+   port of 127.0.0.1 only, or on a Twisted endpoint
+   (C{tcp:9199:interface=127.0.0.1}, C{tls:<endpoint>}; the tokenizer's
+   C{=} words are joined back).  None by default.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional
 
-from ._errors import ConfigWarning, LineReader, logical_lines, read_config_file
+from ._errors import ConfigError, ConfigWarning, LineReader, logical_lines, read_config_file
 
 __all__ = [
     "DEFAULT_PORT",
+    "DEFAULT_TLS_PORT",
     "DEFAULT_LISTEN",
     "Listen",
     "UpsdConf",
@@ -62,6 +77,8 @@ __all__ = [
 
 #: NUT's registered port.
 DEFAULT_PORT = 3493
+#: The port of TLS-only listeners (the 2022 request to IANA for NUT over TLS).
+DEFAULT_TLS_PORT = 401
 
 _DIGITS = "0123456789"
 _NUMBER = re.compile(r"[0-9]+\Z")
@@ -78,15 +95,26 @@ MAX_MAXLINE = 1048576
 @dataclass(frozen=True)
 class Listen:
     """
-    One C{LISTEN} line.
+    One C{LISTEN} or C{LISTEN_TLS} line.
 
     @ivar address: a host name or address as written; C{*} means every
         address (IPv6 and IPv4).
     @ivar port: the TCP port.
+    @ivar tls_only: C{LISTEN_TLS}: every client must STARTTLS first.
+    @ivar lineno: the line in C{upsd.conf} (0: a default); not compared.
     """
 
     address: str
     port: int = DEFAULT_PORT
+    tls_only: bool = False
+    lineno: int = field(default=0, compare=False)
+
+    @property
+    def directive(self) -> str:
+        """
+        How the line reads in C{upsd.conf}.
+        """
+        return "%s %s %d" % ("LISTEN_TLS" if self.tls_only else "LISTEN", self.address, self.port)
 
 
 #: What upsd listens on when the file has no C{LISTEN} line.
@@ -100,6 +128,7 @@ class UpsdConf:
 
     @ivar listen: the C{LISTEN} lines in order, without exact duplicates;
         empty when there were none (see L{listeners}).
+    @ivar listen_tls: the C{LISTEN_TLS} lines in order.
     @ivar maxconn: L{None} means the open-files limit.
     @ivar certident: C{(name, password)}.
     @ivar certrequest: 0 (no client certificate), 1 (request), 2 (require).
@@ -107,6 +136,7 @@ class UpsdConf:
     """
 
     listen: tuple[Listen, ...] = ()
+    listen_tls: tuple[Listen, ...] = ()
     maxage: int = 15
     maxconn: Optional[int] = None
     statepath: Optional[str] = None
@@ -125,13 +155,21 @@ class UpsdConf:
     tls_handshake_timeout: int = 10
     tls_required: Optional[str] = None
     cmdvartab: Optional[str] = None
+    #: C{HTTP_LISTEN} lines: C{(endpoint, line number)}.
+    http_listen: tuple[tuple[str, int], ...] = ()
     warnings: tuple[ConfigWarning, ...] = ()
 
     def listeners(self) -> tuple[Listen, ...]:
         """
-        The addresses to listen on: the C{LISTEN} lines or NUT's default.
+        The addresses to listen on: the C{LISTEN} lines or NUT's loopback
+        default (without a default address and port a C{LISTEN_TLS} line
+        takes), then the C{LISTEN_TLS} lines.
         """
-        return self.listen or DEFAULT_LISTEN
+        plain = self.listen
+        if not plain:
+            claimed = {(l.address, l.port) for l in self.listen_tls}
+            plain = tuple(l for l in DEFAULT_LISTEN if (l.address, l.port) not in claimed)
+        return plain + self.listen_tls
 
     @property
     def effective_tls_required(self) -> str:
@@ -166,6 +204,15 @@ def _boolean(text: str, digits: bool) -> Optional[bool]:
     return None
 
 
+#: Keywords NUT knows, and how many values each needs.
+_KNOWN = {
+    "MAXAGE": 1, "TRACKINGDELAY": 1, "MAXCONN": 1, "ALLOW_NO_DEVICE": 1,
+    "ALLOW_NOT_ALL_LISTENERS": 1, "DISABLE_WEAK_SSL": 1, "STATEPATH": 1, "DATAPATH": 1,
+    "CERTFILE": 1, "CERTPATH": 1, "CERTREQUEST": 1, "LISTEN": 1, "LISTEN_TLS": 1,
+    "CERTIDENT": 2,
+}
+
+
 class _Parser(LineReader):
     """
     One pass over the file, collecting fields for L{UpsdConf}.
@@ -179,12 +226,22 @@ class _Parser(LineReader):
     def line(self, lineno: int, words: List[str]) -> None:
         self.lineno = lineno
         key = words[0]
+        if key == "HTTP_LISTEN":
+            self.http_listen(_http_words(words[1:]))
+            return
         extension = _EXTENSIONS.get(key)
         if extension is not None:
             if len(words) != 2:
                 raise self.fail("%s takes exactly one value" % (key,))
             extension(self, words[1])
-        elif not self.directive(words):
+            return
+        needed = _KNOWN.get(key)
+        if needed is not None and len(words) - 1 < needed:
+            if key == "CERTIDENT":
+                raise self.fail("CERTIDENT needs a name and a password")
+            what = "an address" if key.startswith("LISTEN") else "a value"
+            raise self.fail("%s needs %s" % (key, what))
+        if not self.directive(words):
             if key.upper() == "CERTIDENT":
                 shown = key + " (arguments hidden)"
             else:
@@ -204,8 +261,7 @@ class _Parser(LineReader):
             return True
         if key in ("MAXAGE", "TRACKINGDELAY", "MAXCONN"):
             if not _digit_first(value):
-                self.warn("%s has non numeric value (%s)!" % (key, value))
-                return True
+                raise self.fail("%s has non numeric value (%s)!" % (key, value))
             self.fields[key.lower()] = _atoi(value)
             return True
         if key in ("ALLOW_NO_DEVICE", "ALLOW_NOT_ALL_LISTENERS", "DISABLE_WEAK_SSL"):
@@ -213,8 +269,7 @@ class _Parser(LineReader):
             flag = _boolean(value, digits=numeric)
             if flag is None:
                 kind = "non numeric and non boolean" if numeric else "non boolean"
-                self.warn("%s has %s value (%s)!" % (key, kind, value))
-                return True
+                raise self.fail("%s has %s value (%s)!" % (key, kind, value))
             self.fields[key.lower()] = flag
             return True
         if key in ("STATEPATH", "DATAPATH", "CERTFILE", "CERTPATH"):
@@ -226,7 +281,7 @@ class _Parser(LineReader):
         if key in ("ACCEPT", "REJECT"):
             self.warn("%s in upsd.conf is no longer supported - switch to LISTEN" % (key,))
             return True
-        if key == "LISTEN":
+        if key in ("LISTEN", "LISTEN_TLS"):
             self.add_listen(words)
             return True
         if len(words) < 3:
@@ -245,29 +300,39 @@ class _Parser(LineReader):
         else:
             level = _CERTREQUEST.get(value.lower())
         if level is None or level > 2:
-            self.warn(
+            raise self.fail(
                 "CERTREQUEST must be 0, 1, 2, NO, REQUEST or REQUIRE, not %s" % (value,)
             )
-        else:
-            self.fields["certrequest"] = level
+        self.fields["certrequest"] = level
 
     def add_listen(self, words: List[str]) -> None:
-        address = words[1]
+        key, address = words[0], words[1]
+        tls_only = key == "LISTEN_TLS"
         if not address:
-            raise self.fail("LISTEN needs an address")
-        port = DEFAULT_PORT
+            raise self.fail("%s needs an address" % (key,))
+        port = DEFAULT_TLS_PORT if tls_only else DEFAULT_PORT
         if len(words) >= 3:
             text = words[2]
             if not _NUMBER.match(text) or int(text) > 65535:
-                raise self.fail("LISTEN port must be a number from 0 to 65535, not %r" % (text,))
+                raise self.fail("%s port must be a number from 0 to 65535, not %r" % (key, text))
             port = int(text)
         if len(words) > 3:
-            self.warn("ignoring words after LISTEN %s %s" % (words[1], words[2]))
-        listener = Listen(address, port)
-        if listener in self.listen:
-            self.warn("duplicate LISTEN %s %d ignored" % (address, port))
-        else:
-            self.listen.append(listener)
+            hint = "" if tls_only else "; a TLS-only listener is LISTEN_TLS <address> [<port>]"
+            raise self.fail(
+                "%s takes an address and a port, not %r%s" % (key, " ".join(words[3:]), hint)
+            )
+        listener = Listen(address, port, tls_only, lineno=self.lineno)
+        for other in self.listen:
+            if (other.address, other.port) != (address, port):
+                continue
+            if other.tls_only == tls_only:
+                self.warn("duplicate %s ignored" % (listener.directive,))
+                return
+            raise self.fail(
+                "%s clashes with %s on line %d: one address and port has one policy"
+                % (listener.directive, other.directive, other.lineno)
+            )
+        self.listen.append(listener)
 
     # nutshim extensions
 
@@ -309,6 +374,14 @@ class _Parser(LineReader):
             raise self.fail("CMDVARTAB needs a file name")
         self.fields["cmdvartab"] = value
 
+    def http_listen(self, value: str) -> None:
+        if not value:
+            raise self.fail("HTTP_LISTEN needs a port, an address and a port, or an endpoint")
+        why = _http_endpoint_problem(value)
+        if why is not None:
+            raise self.fail("HTTP_LISTEN %s: %s" % (value, why))
+        self.fields["http_listen"] = self.fields.get("http_listen", ()) + ((value, self.lineno),)
+
 
 _EXTENSIONS = {
     "IDLE_TIMEOUT": _Parser.idle_timeout,
@@ -317,7 +390,52 @@ _EXTENSIONS = {
     "TLS_HANDSHAKE_TIMEOUT": _Parser.tls_handshake_timeout,
     "TLS_REQUIRED": _Parser.tls_required,
     "CMDVARTAB": _Parser.cmdvartab,
+    "HTTP_LISTEN": _Parser.http_listen,
 }
+
+_HTTP_KINDS = ("tcp", "tcp6", "ssl", "unix", "systemd")
+
+
+def _http_words(words: List[str]) -> str:
+    """
+    The endpoint an C{HTTP_LISTEN} line means: C{<address> <port> [TLS]}
+    as an endpoint string, else the words joined (NUT's tokenizer makes
+    C{=} a word of its own; endpoint strings hold no blanks).
+    """
+    if len(words) in (2, 3) and _NUMBER.match(words[1]) and "=" not in words:
+        address, port = words[0], words[1]
+        tls = len(words) == 3 and words[2].upper() == "TLS"
+        if len(words) == 3 and not tls:
+            return " ".join(words)  # refused by the check
+        if ":" in address:
+            kind, address = "tcp6", address.strip("[]").replace(":", "\\:")
+        else:
+            kind = "tcp"
+        if address == "*":
+            kind, address = "tcp6", "\\:\\:"
+        return ("tls:" if tls else "") + f"{kind}:{port}:interface={address}"
+    return "".join(words)
+
+
+def _http_endpoint_problem(value: str) -> Optional[str]:
+    """
+    Why C{value} cannot be an C{HTTP_LISTEN} endpoint, or L{None}: a port,
+    C{tls:} and a port or endpoint, or a Twisted endpoint whose kind is
+    known and whose port (for tcp, tcp6, ssl) is a number.
+    """
+    rest = value[4:] if value.startswith("tls:") else value
+    if _NUMBER.match(rest):
+        return None if int(rest) <= 65535 else "port out of range"
+    kind, _, args = rest.partition(":")
+    if kind not in _HTTP_KINDS:
+        return "expected a port or a tcp:, tcp6:, ssl:, unix: or systemd: endpoint"
+    if kind in ("tcp", "tcp6", "ssl"):
+        port = args.split(":", 1)[0]
+        if port.startswith("port="):
+            port = port[5:]
+        if not _NUMBER.match(port) or int(port) > 65535:
+            return "the port must be a number from 0 to 65535"
+    return None
 
 
 def parse_upsd_conf(data: bytes, path: str) -> UpsdConf:
@@ -325,15 +443,23 @@ def parse_upsd_conf(data: bytes, path: str) -> UpsdConf:
     Parse the contents of C{upsd.conf}.
 
     @param path: the file name, for warnings and errors.
-    @raise ConfigError: for a C{LISTEN} port that is not a number, or a bad
-        value for one of nutshim's own keys.
+    @raise ConfigError: see the module docstring.
     """
     parser = _Parser(path)
     for lineno, words in logical_lines(data, path, parser.warnings):
         parser.line(lineno, words)
+    tls_only = [l for l in parser.listen if l.tls_only]
+    if tls_only and not parser.fields.get("certfile"):
+        raise ConfigError(
+            path,
+            tls_only[0].lineno,
+            "%s needs CERTFILE: a TLS-only listener cannot serve anybody without a"
+            " certificate (make one with: nutshim-pki server NAME)" % (tls_only[0].directive,),
+        )
     return replace(
         UpsdConf(),
-        listen=tuple(parser.listen),
+        listen=tuple(l for l in parser.listen if not l.tls_only),
+        listen_tls=tuple(tls_only),
         warnings=tuple(parser.warnings),
         **parser.fields,
     )

@@ -5,23 +5,29 @@ nutshim keys for TLS.
 
 nut-upsmon is meant to take over an existing NUT installation's
 C{upsmon.conf} unchanged, so NUT's rules are kept (C{clients/upsmon.c}):
-keywords are case-sensitive, a bad line is logged and skipped, defaults are
-NUT's (C{POLLFREQ 5}, C{POLLFREQALERT 5}, C{HOSTSYNC 15}, C{DEADTIME 15},
+keywords are case-sensitive, defaults are NUT's (C{POLLFREQ 5}, C{POLLFREQALERT 5}, C{HOSTSYNC 15}, C{DEADTIME 15},
 C{FINALDELAY 5}, C{RBWARNTIME 43200}, C{NOCOMMWARNTIME 300},
 C{MINSUPPLIES 1}, no C{POWERDOWNFLAG}), C{NOTIFYFLAG} takes
 C{SYSLOG}/C{WALL}/C{EXEC}/C{IGNORE} joined by C{+}, and a C{MONITOR} role
 of C{primary}/C{master} or C{secondary}/C{slave}.
 
-Deliberate differences, all reported as L{ConfigWarning}s:
-
- - a number that does not start with a digit keeps the default instead of
-   becoming 0 (C{atoi}): C{DEADTIME 15s} is 15, C{DEADTIME x} is not 0;
- - an unknown C{MONITOR} role is read as secondary (as NUT does) but with a
-   warning; a bad or negative power value skips the line;
- - C{RUN_AS_USER} is accepted and ignored: twistd's C{--uid}/C{--gid}
-   (or the service manager) decide whom the daemon runs as;
- - C{CERTIDENT} (an NSS database nickname and password) is ignored: see
-   below for client certificates.
+Errors and warnings (a reload is atomic: see L{nutshim.config._errors}).
+NUT logs a bad line, or reads it with C{atoi}, and goes on; what would
+drop a C{MONITOR} or change a setting against what the file says is a
+L{ConfigError} naming the line here, so that a reload keeps the running
+configuration and monitoring goes on: a parse error; a known keyword with
+too few values (NUT: "invalid directive", or fatal for a C{MONITOR}
+without a user); a C{MONITOR} whose system cannot be split, whose power
+value is not a number, whose role is not C{primary}/C{master}/
+C{secondary}/C{slave} (NUT silently makes it a secondary) or that repeats
+a system; a number that does not start with a digit (NUT: C{atoi}, so
+C{DEADTIME x} is 0) or is below its minimum; an unknown notify event or
+flag; a C{CERTVERIFY}/C{FORCESSL}/C{CERTHOST} switch that is not a
+number (NUT: C{CERTVERIFY yes} is 0).  C{DEADTIME 15s} is 15, as in NUT.
+Warnings: unknown keywords; C{RUN_AS_USER} (accepted and ignored:
+twistd's C{--uid}/C{--gid} or the service manager decide whom the daemon
+runs as); C{CERTIDENT} (an NSS nickname and password: ignored, see below
+for client certificates).  A password never appears in a message.
 
 TLS: C{CERTPATH} names a PEM file of CA certificates or a directory of PEM
 files (every certificate found is trusted).  NUT's Debian build reads an
@@ -41,7 +47,14 @@ raises L{ConfigError}, there is no NUT behaviour to keep):
    verification, needs no C{CERTPATH};
  - C{CERTFILE <path>}: this client's certificate and key (PEM), for
    servers that ask for one (C{CERTREQUEST});
- - C{TLS_MIN_VERSION 1.2|1.3}: the oldest TLS accepted (default 1.3).
+ - C{TLS_MIN_VERSION 1.2|1.3}: the oldest TLS accepted (default 1.3);
+ - C{HEARTBEAT <system> [<window>]}: the UPS of the C{MONITOR} line
+   above with this system (power value 0) is an RFC 9271 heartbeat,
+   watched from the start (see L{nutshim.upsmon.heartbeat}).
+
+A C{MONITOR} system may carry an RFC 9271 group (C{HB:hb@host}): a label
+for logs and notifications, never sent to the server; a malformed one is
+an error (L{nutshim.protocol.upsname}).
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+from nutshim.protocol.upsname import UPSNameError, parse_upsname
 from nutshim.upsmon.events import NOTIFY_TYPES, default_flags, default_message
 
 from ._errors import ConfigError, ConfigWarning, LineReader, logical_lines, read_config_file
@@ -77,13 +91,18 @@ class Monitor:
     """
     One C{MONITOR} line.
 
-    @ivar system: the UPS as written (C{ups@host:port}); NUT's C{UPSNAME}
-        and the C{%s} of messages.
-    @ivar upsname: the UPS name on its server.
+    @ivar system: the UPS as written (C{[group:]ups@host:port}); NUT's
+        C{UPSNAME} and the C{%s} of messages.
+    @ivar upsname: the UPS name on its server (never the group).
     @ivar host: the server (C{localhost} when not given).
     @ivar powervalue: how many of this system's power supplies the UPS
         feeds (0: only watched).
     @ivar primary: whether this system is the UPS's Primary.
+    @ivar group: the RFC 9271 group of C{system} (C{$UPSGROUP}), or L{None}.
+    @ivar heartbeat: whether a C{HEARTBEAT} line declares this UPS a
+        heartbeat (see L{nutshim.upsmon.heartbeat}).
+    @ivar heartbeat_window: that line's window in seconds, or L{None}
+        for the default.
     """
 
     system: str
@@ -94,6 +113,9 @@ class Monitor:
     username: str
     password: str = field(repr=False)
     primary: bool
+    group: Optional[str] = None
+    heartbeat: bool = False
+    heartbeat_window: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -202,35 +224,17 @@ class UpsmonConf:
 
 def split_system(system: str) -> Optional[Tuple[str, str, int]]:
     """
-    C{ups[@host[:port]]} as NUT's C{upscli_splitname} splits it (IPv6
-    literals in brackets: C{ups@[::1]:3493}).
+    C{[group:]ups[@host[:port]]} as NUT's C{upscli_splitname} splits it
+    (IPv6 literals in brackets: C{ups@[::1]:3493}; the group is dropped, see
+    L{nutshim.protocol.upsname}).
 
     @return: C{(upsname, host, port)}, or L{None} if it cannot be split.
     """
-    upsname, at, rest = system.partition("@")
-    if not upsname:
+    try:
+        name = parse_upsname(system)
+    except UPSNameError:
         return None
-    if not at:
-        return upsname, "localhost", _DEFAULT_PORT
-    if rest.startswith("["):
-        host, bracket, tail = rest[1:].partition("]")
-        if not bracket or not host:
-            return None
-        if not tail.startswith(":"):
-            return upsname, host, _DEFAULT_PORT
-        port_text = tail[1:]
-    else:
-        host, colon, port_text = rest.partition(":")
-        if not host:
-            return None
-        if not colon:
-            return upsname, host, _DEFAULT_PORT
-    if not port_text[:1].isdigit():
-        return None
-    port = int(re.match(r"[0-9]+", port_text).group())  # type: ignore[union-attr]
-    if not 1 <= port <= 65535:
-        return None
-    return upsname, host, port
+    return name.ups, name.host, name.port
 
 
 class _Parser(LineReader):
@@ -251,81 +255,112 @@ class _Parser(LineReader):
         self.lineno = lineno
         key = words[0]
         handler = _KEYS.get(key)
-        minimum = _ARGS.get(key, 1)
-        if handler is None or len(words) - 1 < minimum:
-            shown = key if key in ("MONITOR", "CERTIDENT") else " ".join(words)
+        if handler is None:
+            shown = key if key in ("CERTIDENT",) else " ".join(words)
             self.warn("invalid directive %s" % (shown,))
             return
+        minimum = _ARGS.get(key, 1)
+        if len(words) - 1 < minimum:
+            raise self.fail("%s needs %s" % (key, _USAGE.get(key, "a value")))
         handler(self, words[1:])
 
     def number(self, key: str, text: str, minimum: int) -> None:
         if not text[:1].isdigit():
-            self.warn("%s has non numeric value (%s): keeping %d"
-                      % (key, text, getattr(UpsmonConf, key.lower())))
-            return
+            raise self.fail("%s has non numeric value (%s)" % (key, text))
         value = int(re.match(r"[0-9]+", text).group())  # type: ignore[union-attr]
         if value < minimum:
-            self.warn("Ignoring invalid %s value: %d" % (key, value))
-            return
+            raise self.fail("%s must be at least %d, not %d" % (key, minimum, value))
         self.fields[key.lower()] = value
+
+    def switch(self, key: str, text: str) -> bool:
+        """
+        A 0/1 switch read like NUT's C{atoi}, refusing words (C{yes} is 0
+        for NUT: never what was meant).
+        """
+        if not text[:1].isdigit():
+            raise self.fail("%s must be 0 or 1, not %r" % (key, text))
+        return int(re.match(r"[0-9]+", text).group()) != 0  # type: ignore[union-attr]
 
     def string(self, key: str, args: List[str]) -> None:
         self.fields[key.lower()] = args[0]
 
     def flag(self, key: str, args: List[str]) -> None:
-        text = args[0]
-        self.fields[key.lower()] = text[:1].isdigit() and int(re.match(r"[0-9]+", text).group()) != 0  # type: ignore[union-attr]
+        self.fields[key.lower()] = self.switch(key, args[0])
 
     def monitor(self, args: List[str]) -> None:
         system, power, user, password, role = args[:5]
-        split = split_system(system)
-        if split is None:
-            self.warn("MONITOR %s: cannot read the UPS name, host or port" % (system,))
-            return
+        try:
+            name = parse_upsname(system)
+        except UPSNameError as e:
+            raise self.fail("MONITOR %s: cannot read the UPS name, host or port: %s"
+                            % (system, e))
         if not re.match(r"[0-9]+\Z", power):
-            self.warn("MONITOR %s: invalid power value %r" % (system, power))
-            return
+            raise self.fail("MONITOR %s: invalid power value %r" % (system, power))
         if role.lower() in _PRIMARY:
             primary = True
-        else:
+        elif role.lower() in _SECONDARY:
             primary = False
-            if role.lower() not in _SECONDARY:
-                self.warn("MONITOR %s: unknown role %r, treated as secondary" % (system, role))
+        else:
+            raise self.fail(
+                "MONITOR %s: unknown role %r (primary or secondary; also master or slave)"
+                % (system, role)
+            )
         if any(m.system == system for m in self.monitors):
-            self.warn("MONITOR %s: already monitored, line ignored" % (system,))
-            return
-        upsname, host, port = split
-        self.monitors.append(Monitor(system, upsname, host, port, int(power), user, password, primary))
+            raise self.fail("MONITOR %s: already monitored on an earlier line" % (system,))
+        self.monitors.append(Monitor(system, name.ups, name.host, name.port, int(power), user,
+                                     password, primary, name.group))
 
-    def notify_type(self, name: str) -> Optional[str]:
+    def heartbeat(self, args: List[str]) -> None:
+        """
+        C{HEARTBEAT <system> [<window>]} (nutshim): the UPS of an earlier
+        C{MONITOR} line with power value 0 is a heartbeat.
+        """
+        system = args[0]
+        found = [i for i, m in enumerate(self.monitors) if m.system == system]
+        if not found:
+            raise self.fail("HEARTBEAT %s: no MONITOR line for %s above this line"
+                            % (system, system))
+        monitor = self.monitors[found[0]]
+        if monitor.powervalue != 0:
+            raise self.fail("HEARTBEAT %s: its MONITOR line has power value %d; a heartbeat "
+                            "supplies no power (use 0)" % (system, monitor.powervalue))
+        if monitor.heartbeat:
+            raise self.fail("HEARTBEAT %s: already declared on an earlier line" % (system,))
+        window: Optional[int] = None
+        if len(args) > 1:
+            digits = re.match(r"[0-9]+", args[1])
+            window = int(digits.group()) if digits else 0
+            if window < 1:
+                raise self.fail("HEARTBEAT %s: the window must be a number of seconds (at "
+                                "least 1), not %r" % (system, args[1]))
+        self.monitors[found[0]] = replace(monitor, heartbeat=True, heartbeat_window=window)
+
+    def notify_type(self, name: str) -> str:
         upper = name.upper()
         if upper not in NOTIFY_TYPES:
-            self.warn("'%s' is not a valid notify event name" % (name,))
-            return None
+            raise self.fail("'%s' is not a valid notify event name" % (name,))
         return upper
 
     def notify_message(self, args: List[str]) -> None:
-        name = self.notify_type(args[0])
-        if name is not None:
-            self.notifymsg[name] = args[1]
+        self.notifymsg[self.notify_type(args[0])] = args[1]
 
     def notify_flag(self, args: List[str]) -> None:
         name = self.notify_type(args[0])
-        if name is None:
-            return
         flags = set()
         for word in args[1].split("+"):
-            if word.upper() in NOTIFY_FLAGS:
-                flags.add(word.upper())
-            else:
-                self.warn("Invalid notify flag: [%s]" % (word,))
+            if word.upper() not in NOTIFY_FLAGS:
+                raise self.fail(
+                    "Invalid notify flag: [%s] (SYSLOG, WALL, EXEC or IGNORE, joined by +)"
+                    % (word,)
+                )
+            flags.add(word.upper())
         self.notifyflag[name] = frozenset(flags)
 
     def certhost(self, args: List[str]) -> None:
         host, certname, verify, force = args[:4]
         self.certhosts[host] = CertHost(
-            host, certname, verify[:1].isdigit() and int(verify[:1]) != 0,
-            force[:1].isdigit() and int(force[:1]) != 0,
+            host, certname, self.switch("CERTHOST certverify", verify),
+            self.switch("CERTHOST forcessl", force),
         )
 
     def ignored(self, key: str, why: str) -> None:
@@ -370,10 +405,21 @@ _KEYS: Dict[str, Any] = {
     "CERTPIN": _Parser.certpin,
     "CERTFILE": lambda p, a: p.string("CERTFILE", a),
     "TLS_MIN_VERSION": _Parser.tls_min_version,
+    "HEARTBEAT": _Parser.heartbeat,
 }
 
 _ARGS = {"MONITOR": 5, "NOTIFYMSG": 2, "NOTIFYFLAG": 2, "CERTHOST": 4, "CERTIDENT": 2,
          "CERTPIN": 2}
+#: What a short line lacks, in the words of NUT's man page.
+_USAGE = {
+    "MONITOR": "<system> <powervalue> <username> <password> <primary|secondary>",
+    "NOTIFYMSG": "<notify type> <message>",
+    "NOTIFYFLAG": "<notify type> <flag>[+<flag>...]",
+    "CERTHOST": "<hostname> <certname> <certverify> <forcessl>",
+    "CERTIDENT": "<name> <password>",
+    "CERTPIN": "<host> sha256:<hex>",
+    "HEARTBEAT": "<system> [<window seconds>]",
+}
 
 
 def parse_upsmon_conf(data: bytes, path: str) -> UpsmonConf:
@@ -381,7 +427,7 @@ def parse_upsmon_conf(data: bytes, path: str) -> UpsmonConf:
     Parse the contents of C{upsmon.conf}.
 
     @param path: the file name, for warnings and errors.
-    @raise ConfigError: for a bad value of one of nutshim's own keys.
+    @raise ConfigError: see the module docstring.
     """
     parser = _Parser(path)
     for lineno, words in logical_lines(data, path, parser.warnings):

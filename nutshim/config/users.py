@@ -1,17 +1,15 @@
 # -*- test-case-name: nutshim.test.test_config -*-
 """
 C{upsd.users}: who may log in, force a shutdown, set variables or run
-instant commands, read exactly as NUT's C{server/user.c} reads it.
+instant commands, read as NUT's C{server/user.c} reads it.
 
 Why exactly: this file decides whether upsmon on another machine can shut
-its host down, and people's existing files rely on NUT's odd corners:
+its host down, and people's existing files rely on NUT's corners:
 
- - C{[name]} starts a user (case-sensitive).  A I{duplicate} header is
-   ignored ("Ignoring duplicate user") and does not switch users, so the
-   lines after it apply to the user parsed I{before} it.
- - Keys are case-insensitive: C{password} (the first one wins), C{actions},
-   C{instcmds}, C{upsmon}, C{allowfrom} (ignored, with a warning).  Every
-   word after C{=} is a value (C{actions = SET FSD}).
+ - C{[name]} starts a user (case-sensitive).
+ - Keys are case-insensitive: C{password}, C{actions}, C{instcmds},
+   C{upsmon}, C{allowfrom} (ignored, with a warning).  Every word after
+   C{=} is a value (C{actions = SET FSD}).
  - C{upsmon primary} or C{master} grants the actions C{login}, C{master}
    and C{fsd}; C{upsmon secondary} or C{slave} grants C{login}.  It works
    as C{upsmon primary} or C{upsmon = primary}.  Nothing grants C{SET} or
@@ -20,11 +18,21 @@ its host down, and people's existing files rely on NUT's odd corners:
    password, and the action (compared case-insensitively) or the command
    (case-insensitively, or C{all}).
 
+What would drop or change a user is a L{ConfigError} naming the line (so a
+reload keeps the running users), where NUT logs it, or nothing, and reads
+on: a parse error (NUT: the rest of the file may vanish into one word); a
+broken section header such as C{[bob} (NUT ignores the line and gives
+bob's password and actions to the user above); a duplicate C{[name]} (NUT:
+its lines go to the user above); a second C{password} (NUT keeps the
+first); an unknown C{upsmon} type (NUT grants nothing); a line that is
+neither C{[name]} nor C{key = value} (NUT ignores it, e.g. C{password
+secret} without C{=}); a certificate line nutshim cannot use.  Warnings, as
+in NUT: an unknown key, C{allowfrom}, keys outside any section (they belong
+to nobody), old-format C{user} lines.
+
 nutshim extension: C{certificate = <CN>} or C{certificate = sha256:<HEX>}
 (repeatable) names the client certificates that authenticate as this user
-over TLS; a bad fingerprint raises L{ConfigError}.  nutshim also warns where
-NUT silently ignores a line, and does not repeat NUT's spurious "Unknown
-upsmon type =" for C{upsmon = primary}.
+over TLS.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Dict, List, Mapping, Optional
 
-from ._errors import ConfigError, ConfigWarning, LineReader, logical_lines, read_config_file
+from ._errors import ConfigWarning, LineReader, logical_lines, read_config_file
 
 __all__ = ["User", "Users", "parse_users", "load_users", "normalize_fingerprint"]
 
@@ -179,6 +187,8 @@ class _Parser(LineReader):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self.users: Dict[str, _Builder] = {}
+        self.headers: Dict[str, int] = {}
+        self.passwords: Dict[str, int] = {}
         self.current: Optional[_Builder] = None
 
     def line(self, lineno: int, words: List[str]) -> None:
@@ -194,18 +204,30 @@ class _Parser(LineReader):
             key, _, value = first.partition("=")
             self.values(key, [value] + words[1:])
         elif len(first) >= 2 and first[0] == "[" and first[-1] == "]":
-            self.header(first[1:-1])
+            self.header(first[1:-1], words)
+        elif first[:1] == "[" or first[-1:] == "]":
+            raise self.fail("broken section header %s: a user is [name], in one word" % (first,))
         elif len(words) >= 3 and words[1] == "=":
             self.values(first, words[2:])
         elif len(words) >= 2 and first.lower() == "upsmon":
             self.upsmon(words[1])
         else:
-            self.warn("ignoring line that is neither [user] nor 'key = value'")
+            # Not echoed: a stray word may be a password.
+            raise self.fail("this line is neither [user] nor 'key = value'")
 
-    def header(self, name: str) -> None:
+    def header(self, name: str, words: List[str]) -> None:
+        if not name:
+            raise self.fail("empty user name []")
+        if len(words) > 1:
+            raise self.fail(
+                "words after the section header [%s]: put each key on a line of its own" % (name,)
+            )
         if name in self.users:
-            self.warn("Ignoring duplicate user %s" % (name,))
-            return
+            raise self.fail(
+                "user [%s] defined twice (first on line %d): merge the two sections"
+                % (name, self.headers[name])
+            )
+        self.headers[name] = self.lineno
         self.current = self.users[name] = _Builder(name)
 
     def values(self, key: str, values: List[str]) -> None:
@@ -223,8 +245,12 @@ class _Parser(LineReader):
         if lowered == "password":
             if user.password is None:
                 user.password = value
+                self.passwords[user.name] = self.lineno
             else:
-                self.warn("Ignoring duplicate password for %s" % (user.name,))
+                raise self.fail(
+                    "second password for %s (the first is on line %d)"
+                    % (user.name, self.passwords[user.name])
+                )
         elif lowered == "instcmds":
             user.instcmds.add(value.lower())
         elif lowered == "actions":
@@ -240,10 +266,13 @@ class _Parser(LineReader):
 
     def upsmon(self, kind: str) -> None:
         actions = _UPSMON.get(kind.lower())
-        if actions is None:
-            self.warn("Unknown upsmon type %s" % (kind,))
-        elif self.current is None:
+        if self.current is None:
             self.warn("Ignoring action definition outside user section")
+        elif actions is None:
+            raise self.fail(
+                "Unknown upsmon type %s for %s (primary or secondary; NUT also reads"
+                " master and slave)" % (kind, self.current.name)
+            )
         else:
             self.current.actions.update(actions)
 
@@ -251,23 +280,18 @@ class _Parser(LineReader):
         if value[:7].lower() == "sha256:":
             canonical = normalize_fingerprint(value)
             if canonical is None:
-                raise ConfigError(
-                    self.path,
-                    self.lineno,
-                    "certificate for %s: %r is not sha256: and 64 hex digits" % (user.name, value),
+                raise self.fail(
+                    "certificate for %s: %r is not sha256: and 64 hex digits" % (user.name, value)
                 )
             value = canonical
         elif not value:
-            raise ConfigError(
-                self.path, self.lineno, "certificate for %s: empty name" % (user.name,)
-            )
+            raise self.fail("certificate for %s: empty name" % (user.name,))
         for other in self.users.values():
             if other is not user and value in other.certificates:
-                self.warn(
-                    "certificate %s already belongs to %s; %s is ignored for %s"
-                    % (value, other.name, value, user.name)
+                raise self.fail(
+                    "certificate %s for %s already belongs to %s: a certificate"
+                    " authenticates one user" % (value, user.name, other.name)
                 )
-                return
         if value not in user.certificates:
             user.certificates.append(value)
 
@@ -277,7 +301,8 @@ def parse_users(data: bytes, path: str) -> Users:
     Parse the contents of C{upsd.users}.
 
     @param path: the file name, for warnings and errors.
-    @raise ConfigError: for a bad C{certificate} value.
+    @raise ConfigError: for anything that would drop or change a user
+        (see the module docstring).
     """
     parser = _Parser(path)
     for lineno, words in logical_lines(data, path, parser.warnings):

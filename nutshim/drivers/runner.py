@@ -49,8 +49,39 @@ def _make_sim(ups_name: str, options: Mapping[str, str], confdir: str, clock: An
     return cast(IDriver, make_sim_driver(ups_name, options, confdir, clock))
 
 
+def _make_usbhid(ups_name: str, options: Mapping[str, str], confdir: str, clock: Any) -> IDriver:
+    from nutshim.drivers.usbhid.factory import make_usbhid_driver
+
+    return cast(IDriver, make_usbhid_driver(ups_name, options, confdir, clock))
+
+
+def _make_heartbeat(ups_name: str, options: Mapping[str, str], confdir: str,
+                    clock: Any) -> IDriver:
+    from nutshim.drivers.heartbeat import make_heartbeat_driver
+
+    return cast(IDriver, make_heartbeat_driver(ups_name, options, confdir, clock))
+
+
 #: The drivers C{nutshim-driver} can run, by ups.conf C{driver} name.
-DRIVERS: Dict[str, DriverFactory] = {"nutshim-sim": _make_sim}
+DRIVERS: Dict[str, DriverFactory] = {"nutshim-sim": _make_sim, "nutshim-usbhid": _make_usbhid,
+                                     "nutshim-heartbeat": _make_heartbeat}
+
+
+def _check_usbhid(ups_name: str, options: Mapping[str, str], confdir: str) -> None:
+    from nutshim.drivers.usbhid.factory import validate_options
+
+    validate_options(ups_name, options, confdir)
+
+
+def _check_heartbeat(ups_name: str, options: Mapping[str, str], confdir: str) -> None:
+    from nutshim.drivers.heartbeat import parse_interval
+
+    parse_interval(options.get("interval"))
+
+
+#: Checks of a section's options made before anything starts (C{ValueError}).
+VALIDATORS: Dict[str, Callable[[str, Mapping[str, str], str], None]] = {
+    "nutshim-usbhid": _check_usbhid, "nutshim-heartbeat": _check_heartbeat}
 
 
 class UsageError(Exception):
@@ -85,6 +116,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("-F", dest="foreground", action="count", default=0,
                         help="stay in the foreground (always the case)")
     parser.add_argument("-u", dest="user", help="ignored: nutshim-driver does not switch users")
+    parser.add_argument("-k", dest="kill", action="store_true",
+                        help="with -a: tell the UPS to cut its load (nutshim-usbhid), then exit")
     return parser.parse_args(list(argv))
 
 
@@ -226,6 +259,10 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
     from twisted.internet.task import react
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.kill:
+        from nutshim.drivers.usbhid.poweroff import main as poweroff
+
+        sys.exit(poweroff(["-a", args.ups or ""] + (["-c", args.confdir] if args.confdir else [])))
     _start_logging(args.debug)
 
     async def _main(reactor: Any) -> None:

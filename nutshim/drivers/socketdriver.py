@@ -142,6 +142,21 @@ class SocketDriver(DriverBase):
         self._last_heard = 0.0
         self._last_ping = 0.0
 
+    @property
+    def last_heard(self) -> Optional[float]:
+        """
+        When the driver last sent a line that counts as a sign of life
+        (reactor seconds), while connected: what MAXAGE is measured from.
+        """
+        return self._last_heard if self._proto is not None else None
+
+    @property
+    def dump_done(self) -> bool:
+        """
+        Whether the answer to C{DUMPALL} is complete: the first data are in.
+        """
+        return self._proto is not None and self._dumpdone
+
     # IDriver.
 
     def start(self) -> None:

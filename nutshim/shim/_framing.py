@@ -24,9 +24,11 @@ Nothing here does I/O or imports Twisted.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, List, Optional, Union
+from typing import Callable, Deque, List, Optional, Tuple, Union
 
-__all__ = ["ReplyCounter", "ReplySequencer", "first_word"]
+from nutshim.protocol.starttls import Classified, Kind, RequestClassifier
+
+__all__ = ["RequestAssembler", "RequestTooLong", "ReplyCounter", "ReplySequencer"]
 
 _BEGIN = b"BEGIN LIST "
 _END = b"END LIST "
@@ -211,10 +213,61 @@ class ReplySequencer:
         return True
 
 
-def first_word(line: bytes) -> bytes:
+class RequestTooLong(Exception):
     """
-    The verb of a request line, upper-cased (NUT compares verbs without
-    regard to case); C{b""} for a blank line.
+    A request continued over several lines grew past the relay's limit.
     """
-    parts = line.split(None, 1)
-    return parts[0].upper() if parts else b""
+
+
+class RequestAssembler:
+    """
+    Whole requests out of request lines, counted as upsd will count them.
+
+    NUT continues a request that ends in a backslash on the next line, and
+    answers the whole once.  A relay that counted lines would expect one
+    reply too many and answer its own requests out of order; one that
+    forwarded the first part at once could not take back a C{STARTTLS}
+    that only the second part completes.  So the parts of a continued
+    request are held here (at most C{limit} bytes) until it is complete,
+    then classified by L{RequestClassifier} -- the classification nut-upsd
+    makes -- and handed on whole.
+    """
+
+    __slots__ = ("_classifier", "_parts", "_size", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._classifier = RequestClassifier()
+        self._parts: List[bytes] = []
+        self._size = 0
+        self._limit = limit
+
+    def line(self, line: bytes) -> Optional[Tuple[Classified, bytes]]:
+        """
+        Take one received line (without its C{\\n}).
+
+        @return: L{None} while the request goes on; else its classification
+            and its bytes as received (every line with its C{\\n}).
+        @raise RequestTooLong: when the held parts exceed the limit.
+        """
+        verdict = self._classifier.line(line)
+        if verdict.kind is Kind.INCOMPLETE:
+            self._size += len(line) + 1
+            if self._size > self._limit:
+                self.take_pending()
+                raise RequestTooLong()
+            self._parts.append(line)
+            return None
+        if not self._parts:
+            return verdict, line + b"\n"
+        parts, self._parts, self._size = self._parts, [], 0
+        parts.append(line)
+        return verdict, b"\n".join(parts) + b"\n"
+
+    def take_pending(self) -> bytes:
+        """
+        The parts of an unfinished request, as received, and forget them
+        (they are to be read again).
+        """
+        parts, self._parts, self._size = self._parts, [], 0
+        self._classifier.reset()
+        return b"".join(part + b"\n" for part in parts)

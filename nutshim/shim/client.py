@@ -10,7 +10,9 @@ Why each rule:
    arrives: a remote that is down costs that client an error, never the
    shim its life (the published shim exited), and the next connection
    simply tries again.
- - The remote must answer exactly C{OK STARTTLS}; its certificate is
+ - The remote must accept C{STARTTLS} -- C{OK STARTTLS} (NUT), or the bare
+   C{OK} of RFC 9271 Appendix D.1.1 (the published upsdTLS.py) -- and its
+   certificate is
    verified (CA and name, or a SHA-256 pin) during the handshake; then a
    version query (C{PROTVER}, C{NETVER} for older servers) must be
    answered I{over TLS}, because a failed handshake cannot be reported in
@@ -29,7 +31,8 @@ Why each rule:
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import enum
+from typing import Any, Dict, FrozenSet, Optional, Sequence
 
 from OpenSSL import SSL
 from service_identity import CertificateError, VerificationError
@@ -41,15 +44,36 @@ from zope.interface import implementer
 
 from nutshim.pki._certs import fingerprint_sha256, name_to_text
 from nutshim.protocol import NutError
-from nutshim.shim._framing import first_word
+from nutshim.protocol.starttls import Classified, Kind, starttls_accepted
 from nutshim.shim.factory import RelayFactory
 from nutshim.shim._transport import nodelay
 from nutshim.shim.relay import Front
 from nutshim.tls import negotiated
 
-__all__ = ["ClientShimFactory", "LegacyClientProtocol", "RemoteProtocol"]
+__all__ = ["ClientShimFactory", "LegacyClientProtocol", "RemoteProtocol", "Stage"]
 
 log = Logger()
+
+
+class Stage(enum.Enum):
+    """
+    How far a remote connection has got; the value is the word the log uses.
+    """
+
+    STARTTLS = "starttls"
+    HANDSHAKE = "handshake"
+    VERSION = "version"
+    UP = "up"
+    FAILED = "failed"
+
+
+_TRANSITIONS: Dict[Stage, FrozenSet[Stage]] = {
+    Stage.STARTTLS: frozenset((Stage.HANDSHAKE, Stage.FAILED)),
+    Stage.HANDSHAKE: frozenset((Stage.VERSION, Stage.UP, Stage.FAILED)),
+    Stage.VERSION: frozenset((Stage.UP, Stage.FAILED)),
+    Stage.UP: frozenset(),
+    Stage.FAILED: frozenset(),
+}
 
 _UNKNOWN_COMMAND = NutError.UNKNOWN_COMMAND.line.rstrip(b"\n")
 
@@ -62,15 +86,14 @@ def _ssl_text(error: BaseException) -> str:
     return "; ".join(p for p in parts if p) or str(error) or type(error).__name__
 
 
-def describe_remote_failure(reason: Optional[Failure], options: Any, stage: str) -> str:
+def describe_remote_failure(reason: Optional[Failure], options: Any, stage: Stage) -> str:
     """
     Why a remote connection could not be used, in an administrator's words.
 
     @param reason: what the connection was lost with.
     @param options: the client TLS connection creator (its C{mismatch}
         names a wrong pin).
-    @param stage: how far it got: C{"starttls"}, C{"handshake"} or
-        C{"version"}.
+    @param stage: how far it got.
     """
     error = reason.value if reason is not None else None
     mismatch = getattr(options, "mismatch", None)
@@ -100,9 +123,9 @@ def describe_remote_failure(reason: Optional[Failure], options: Any, stage: str)
         if "alert" in text:
             return f"the server rejected the handshake (client certificate? TLS version?) [OpenSSL: {text}]"
         return f"TLS handshake failed [OpenSSL: {text}]"
-    if stage == "starttls":
+    if stage is Stage.STARTTLS:
         return "the server closed the connection before answering STARTTLS"
-    if stage == "handshake":
+    if stage is Stage.HANDSHAKE:
         return "the server closed the connection during the TLS handshake"
     return "the server closed the connection" + (
         f" ({reason.getErrorMessage()})" if reason is not None else ""
@@ -115,8 +138,7 @@ class RemoteProtocol(LineReceiver):
     The connection to the remote: STARTTLS, handshake and version check in
     line mode, then raw bytes to the legacy client.
 
-    @ivar stage: C{"starttls"}, C{"handshake"}, C{"version"}, C{"up"} or
-        C{"failed"}.
+    @ivar stage: its L{Stage}.
     """
 
     delimiter = b"\n"
@@ -126,7 +148,7 @@ class RemoteProtocol(LineReceiver):
 
     def __init__(self, front: "LegacyClientProtocol") -> None:
         self.front = front
-        self.stage = "starttls"
+        self.stage = Stage.STARTTLS
         self._why: Optional[str] = None
         self._asked = b"PROTVER"
         self._deadline: Optional[IDelayedCall] = None
@@ -140,28 +162,37 @@ class RemoteProtocol(LineReceiver):
     def _too_slow(self) -> None:
         self._deadline = None
         self._abort(f"no usable TLS session within {self.front.factory.handshake_timeout} s"
-                    f" (stuck at {self.stage})")
+                    f" (stuck at {self.stage.value})")
 
     def _abort(self, why: str) -> None:
         if self._why is None:
             self._why = why
-        self.stage = "failed"
+        self._move(Stage.FAILED)
         self.transport.abortConnection()
+
+    def _move(self, stage: Stage) -> bool:
+        """
+        Go to C{stage} if the transition table allows it from here.
+        """
+        if stage not in _TRANSITIONS[self.stage]:
+            return False
+        self.stage = stage
+        return True
 
     def lineReceived(self, line: bytes) -> None:
         line = line.rstrip(b"\r")
-        if self.stage == "starttls":
-            if not line.startswith(b"OK STARTTLS"):
+        if self.stage is Stage.STARTTLS:
+            if not starttls_accepted(line):
                 self._abort(f"the server refused STARTTLS: {line.decode('ascii', 'replace')!r}")
                 return
             if self.clearLineBuffer():
-                self._abort("the server sent plaintext after OK STARTTLS")
+                self._abort(f"the server sent plaintext after {line.decode('ascii', 'replace')}")
                 return
-            self.stage = "handshake"
+            self._move(Stage.HANDSHAKE)
             self.transport.startTLS(self.front.factory.tls_options)
             # Written into TLS: sent once the handshake is done.
             self.transport.write(self._asked + b"\n")
-        elif self.stage in ("handshake", "version"):
+        elif self.stage in (Stage.HANDSHAKE, Stage.VERSION):
             if line == _UNKNOWN_COMMAND and self._asked == b"PROTVER":
                 self._asked = b"NETVER"  # NUT before 2.8.0
                 self.transport.write(b"NETVER\n")
@@ -174,14 +205,13 @@ class RemoteProtocol(LineReceiver):
         L{IHandshakeListener}: the certificate was accepted; wait for the
         version reply.
         """
-        if self.stage == "handshake":
-            self.stage = "version"
+        self._move(Stage.VERSION)
 
     def _confirmed(self, version: bytes) -> None:
         timer, self._deadline = self._deadline, None
         if timer is not None and timer.active():
             timer.cancel()
-        self.stage = "up"
+        self._move(Stage.UP)
         self.version = version.decode("ascii", "replace")
         self.setRawMode()
         self.front.upstream_ready(self)
@@ -205,13 +235,13 @@ class RemoteProtocol(LineReceiver):
         timer, self._deadline = self._deadline, None
         if timer is not None and timer.active():
             timer.cancel()
-        if self.stage == "up":
+        if self.stage is Stage.UP:
             self.front.upstream_lost(reason.getErrorMessage() if reason is not None else "closed")
             return
         why = self._why or describe_remote_failure(
             reason, self.front.factory.tls_options, self.stage
         )
-        self.stage = "failed"
+        self._move(Stage.FAILED)
         self.front.remote_failed(why)
 
 
@@ -226,8 +256,8 @@ class LegacyClientProtocol(Front):
         super().connectionMade()
         self.front_ready()
 
-    def intercept(self, line: bytes) -> Optional[bytes]:
-        if first_word(line) == b"STARTTLS":
+    def intercept(self, request: Classified) -> Optional[bytes]:
+        if request.kind is Kind.STARTTLS:
             return NutError.FEATURE_NOT_CONFIGURED.line
         return None
 
@@ -269,17 +299,33 @@ class ClientShimFactory(RelayFactory):
     The listeners of one remote of the client shim.
 
     @ivar tls_options: the client TLS connection creator (from
-        L{nutshim.client.tls.client_tls_options}).
+        L{nutshim.client.tls.client_tls_options}); replaced by a reload,
+        used by every later connection to the remote.
+    @ivar remote_name: the remote's name (C{main}, a C{--remote} target, a
+        C{[remote NAME]}), to match it on a reload.
+    @ivar listen: its listener endpoints, as configured.
     """
 
     protocol = LegacyClientProtocol
     #: The remote is a server shim (backlog 1024), maybe far away: more
     #: connects in flight than upsd's backlog of 16 allows.
     max_connecting = 64
+    #: Server shims and nut-upsd never block on a full socket: a legacy
+    #: client that stops reading holds its remote at once.
+    upstream_blocks = False
 
-    def __init__(self, *args: Any, tls_options: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        tls_options: Any,
+        remote_name: str = "main",
+        listen: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.tls_options = tls_options
+        self.remote_name = remote_name
+        self.listen = list(listen)
 
     def back_protocol(self, front: Any) -> RemoteProtocol:
         return RemoteProtocol(front)

@@ -47,10 +47,15 @@ class RelayFactory(Factory):
         network outage) overflows it, and the kernel then drops SYNs that
         are retried only after 1, 3, 7... seconds.  Queued here instead,
         they go through at the rate upsd accepts them.
+    @ivar upstream_blocks: whether the upstream writes with blocking
+        C{write()}s (NUT's upsd): it is then read until every forwarded
+        request has its reply even when the client has stopped reading
+        (see L{nutshim.shim._flow}).
     """
 
     protocol: Any = None
     max_connecting = 16
+    upstream_blocks = True
 
     def __init__(
         self,

@@ -6,21 +6,31 @@ their checks.
 Everything that can be wrong with the options -- an unreadable or expired
 certificate, a bad pin, a malformed address or network -- is found while
 the options are parsed, so twistd stops with one line naming the option
+(C{nut-server-shim: FILE: ...}, exit status 1: no usage text, no traceback)
 instead of every client failing later.  The private key is read here too,
 before twistd binds port 401 and drops privileges (C{--uid}/C{--gid}), so
 the key file can stay readable by root only.
+
+The files the options name -- certificates, keys, CA files, the client
+shim's C{--config}, C{--allow-file} -- are read again on SIGHUP by the same
+code (L{nutshim.shim.service.ShimService}); an error then is logged in the
+same words and the running settings stay.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, List, Sequence, Tuple
+import resource
+from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.python import usage
 
 __all__ = [
+    "ShimExit",
     "ShimOptions",
+    "allow_list",
+    "default_max_pending_tls",
     "shim_parameters",
     "upstream_endpoint",
     "parse_hostport",
@@ -94,6 +104,55 @@ def parse_network(text: str) -> Any:
         raise usage.UsageError(f"--allow {text!r}: {e}") from None
 
 
+def read_allow_file(path: str) -> List[Any]:
+    """
+    The networks of an C{--allow-file}: one network (CIDR) or address per
+    line; blank lines and C{#} comments are skipped.
+
+    @raise usage.UsageError: C{FILE: ...} or C{FILE:LINE: ...}.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise usage.UsageError(f"{path}: --allow-file: cannot read: {e.strerror or e}") from None
+    networks = []
+    for number, raw in enumerate(lines, 1):
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as e:
+            raise usage.UsageError(f"{path}:{number}: --allow-file: {e}") from None
+    return networks
+
+
+def allow_list(options: Any) -> List[Any]:
+    """
+    Who may connect: the C{--allow} networks and those of C{--allow-file}
+    (read now).  Empty: everyone.
+    """
+    networks = list(options["allow"])
+    if options["allow-file"]:
+        networks += read_allow_file(options["allow-file"])
+    return networks
+
+
+def default_max_pending_tls() -> int:
+    """
+    1024 connections without TLS yet, or half the open-file limit if that
+    is lower (the rest is for relayed sessions and their upsd connections).
+    """
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return 1024
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 1024
+    return max(16, min(1024, soft // 2))
+
+
 def parse_seconds(text: str) -> float:
     """
     A non-negative number of seconds.
@@ -135,7 +194,21 @@ def shim_parameters(upstream: str, certfile: str, cafile: str) -> List[Any]:
          parse_seconds],
         ["handshake-timeout", None, 10.0,
          "Seconds a new connection has to get a working TLS session.", parse_seconds],
+        ["allow-file", None, None,
+         "File of networks/addresses to accept (one a line, # comments), added to --allow;"
+         " re-read on SIGHUP."],
     ]
+
+
+class ShimExit(SystemExit):
+    """
+    A configuration error at start: twistd exits with status 1 and this one
+    line (C{nut-server-shim: FILE: message}), without its usage text.
+    """
+
+    def __init__(self, daemon: str, message: str) -> None:
+        self.message = message
+        super().__init__(f"{daemon}: {message}")
 
 
 class ShimOptions(usage.Options):
@@ -146,11 +219,43 @@ class ShimOptions(usage.Options):
 
     default_listen: Sequence[str] = ()
     default_upstream = "127.0.0.1:3493"
+    #: The twistd plugin name, first word of every error line.
+    daemon = "nutshim shim"
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
         self["allow"] = []
+
+    def parseOptions(self, options: Optional[Sequence[str]] = None) -> None:
+        """
+        Parse, and turn every error into one line and exit status 1.
+
+        Errors of the shim's own checks (a file, a value) are that line
+        alone; errors of the option syntax point at C{--help}.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            raise ShimExit(self.daemon, f"{e} (twistd {self.daemon} --help lists the options)") from None
+
+    def postOptions(self) -> None:
+        try:
+            self.check()
+        except usage.UsageError as e:
+            raise ShimExit(self.daemon, str(e)) from None
+
+    def check(self) -> None:
+        """
+        Check the options and read the files they name; subclasses extend.
+
+        @raise usage.UsageError: naming the option or the file.
+        """
+        self.check_common()
+
+    def fail(self, message: str) -> NoReturn:
+        """Stop with one line."""
+        raise ShimExit(self.daemon, message)
 
     def opt_listen(self, endpoint: str) -> None:
         """Listen on this endpoint instead of the defaults (repeatable), e.g. tcp:401:interface=192.0.2.10, tcp6:3493:interface=\\:\\:1, systemd:domain=INET6:index=0."""  # noqa: E501
@@ -158,7 +263,10 @@ class ShimOptions(usage.Options):
 
     def opt_allow(self, network: str) -> None:
         """Accept clients from this network (CIDR) or address only (repeatable); default: everyone."""
-        self["allow"].append(parse_network(network))
+        try:
+            self["allow"].append(parse_network(network))
+        except usage.UsageError as e:
+            self.fail(str(e))
 
     def check_common(self) -> None:
         """
@@ -171,3 +279,4 @@ class ShimOptions(usage.Options):
         self["listen"] = [with_backlog(e) for e in self["listen"]]
         if self["handshake-timeout"] <= 0:
             raise usage.UsageError("--handshake-timeout must be more than 0")
+        self["allowed"] = allow_list(self)

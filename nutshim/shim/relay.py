@@ -5,23 +5,18 @@ to one upstream connection (whatever
 L{nutshim.shim.factory.RelayFactory.back_protocol} builds),
 with the properties RFC 9271's published shims lacked.
 
- - Requests are framed as lines (C{LineReceiver}, C{\\n}, a length cap),
-   so a shim can answer the few requests it owns (C{STARTTLS}) in order:
-   L{ReplySequencer} holds such an answer until upsd has answered every
-   earlier request.  Everything else is forwarded byte for byte.
+ - Requests are framed as lines (C{LineReceiver}, C{\\n}, a length cap) and
+   assembled into whole requests as upsd sees them (a trailing backslash
+   continues a request on the next line), classified the way nut-upsd
+   classifies them (L{nutshim.protocol.starttls}), so a shim can answer the
+   few requests it owns (C{STARTTLS}) in order: L{ReplySequencer} holds
+   such an answer until upsd has answered every earlier request.
+   Everything else is forwarded byte for byte.
  - Replies are a byte stream passed on as received, never rewritten or
    cut; L{ReplyCounter} only notes where replies end.
- - Back-pressure both ways, with producers registered on both transports
-   as in C{twisted.protocols.portforward}, adapted to a request/reply
-   protocol: an upstream that stops reading stops the shim reading the
-   client; a client that stops reading its replies stops the shim
-   forwarding its requests, and once every forwarded request has its reply
-   the shim stops reading upsd as well.  It does not stop reading upsd
-   earlier, because NUT's upsd writes with a blocking C{write()}: a reply
-   stuck in a full socket would freeze upsd for every client.  At most
-   L{MAX_OUTSTANDING} requests per client wait for upsd, so a slow client
-   costs at most that many replies of memory; at most L{MAX_QUEUE} bytes of
-   requests wait for the upstream to become usable.
+ - Back-pressure both ways and the close: L{nutshim.shim._flow}.  At most
+   L{MAX_OUTSTANDING} requests per client wait for upsd; at most
+   L{MAX_QUEUE} bytes of requests wait for the upstream to become usable.
  - Until the upstream is usable (connected; for the client shim, TLS
    confirmed), requests are queued, never sent: credentials cannot leak.
  - When upsd goes away between replies, every request still waiting is
@@ -32,15 +27,18 @@ with the properties RFC 9271's published shims lacked.
    client whose upstream never became usable gets that error for every
    request during L{FAIL_LINGER} seconds, then the close (so that upsmon
    reconnects, and finds the upstream again, on its next poll).
- - A client half-closing its side still gets every reply; C{LOGOUT} is
-   upsd's business (it answers and closes, and the close is passed on).
+ - C{LOGOUT} (and C{DETACH}) end the session at C{OK Goodbye}: nothing the
+   client sent behind it is forwarded, and the shim closes both sides
+   itself instead of waiting for the upstream to close (NUT's upsd does at
+   once; a server that does not must not keep a relayed session open).
+   A client half-closing its side still gets every reply.
  - Idle clients are dropped (L{RelayFactory.idle_timeout}) on the
    factory's clock, so tests drive time with C{task.Clock}.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
@@ -51,8 +49,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from nutshim.protocol import NutError
+from nutshim.protocol.starttls import Classified, Kind
 from nutshim.shim._address import describe_address
-from nutshim.shim._framing import ReplySequencer
+from nutshim.shim._flow import FlowControl
+from nutshim.shim._framing import ReplySequencer, RequestAssembler, RequestTooLong
 from nutshim.shim._transport import Valve, close, nodelay
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ __all__ = [
 
 log = Logger()
 
-#: The longest request line relayed (NUT's own limit is far lower).
+#: The longest request relayed, continuation lines included (NUT's own
+#: limit is far lower).
 MAX_LINE = 65536
 #: Requests per client forwarded and not yet answered before the shim stops
 #: reading that client.
@@ -81,15 +82,19 @@ MAX_QUEUE = 65536
 FAIL_LINGER = 2.0
 #: The reply to requests that cannot reach upsd any more.
 UPSTREAM_GONE = NutError.DRIVER_NOT_CONNECTED.line
+#: How the reply to a LOGOUT that ends the session looks at the end of the
+#: reply stream.
+_GOODBYE = b"\nOK Goodbye\n"
 
 
 @implementer(IHalfCloseableProtocol)
-class Front(LineReceiver, TimeoutMixin):
+class Front(FlowControl, TimeoutMixin):
     """
     A client of a shim: requests in, replies out, spliced to one upstream
     connection.
 
-    Subclasses decide when their own side is ready (L{front_ready}) and
+    Subclasses decide when their own side is ready (L{front_ready}), when
+    the upstream is opened (L{connect_at_once}, else L{open_upstream}) and
     which requests they answer themselves (L{intercept}).
 
     @ivar back: the upstream protocol, once usable.
@@ -102,6 +107,9 @@ class Front(LineReceiver, TimeoutMixin):
     MAX_LENGTH = MAX_LINE
     factory: "RelayFactory"
     transport: Any
+    #: Open the upstream connection as soon as the client connects (the
+    #: client shim: its clients are local); the server shim waits for TLS.
+    connect_at_once = True
 
     def __init__(self) -> None:
         self.back: Optional[Any] = None
@@ -109,18 +117,21 @@ class Front(LineReceiver, TimeoutMixin):
         self.requests = 0
         self.replied = 0
         self.sequencer = ReplySequencer(self._write_reply)
-        self._queue: List[bytes] = []
+        self._assembler = RequestAssembler(MAX_LINE)
+        #: Whole requests (their bytes) waiting for the upstream, and how
+        #: many: one buffer, not an object per request.
+        self._queue = bytearray()
         self._queued = 0
         self._relaying = False
         self._front_ready = False
         self._gone: Optional[str] = None
         self._eof = False
         self._lost = False
-        self._pauses: Set[str] = set()
-        self._client_slow = False
-        self._upstream_paused = False
+        self.init_flow()
         self._connecting: Optional[Deferred[Any]] = None
         self._linger: Optional[IDelayedCall] = None
+        #: The end of the reply stream while a LOGOUT waits for its reply.
+        self._goodbye: Optional[bytes] = None
         #: The upstream protocol once connected, usable or not.
         self._link: Optional[Any] = None
 
@@ -133,6 +144,15 @@ class Front(LineReceiver, TimeoutMixin):
         nodelay(self.transport)
         self.transport.registerProducer(Valve(self._slow, self._fast), True)
         self.setTimeout(self.factory.idle_timeout or None)
+        if self.connect_at_once:
+            self.open_upstream()
+
+    def open_upstream(self) -> None:
+        """
+        Start opening the upstream connection (once).
+        """
+        if self._connecting is not None or self._link is not None or self._lost:
+            return
         self._connecting = self.factory.connect_upstream(self)
         self._connecting.addCallbacks(self._connected, self._connect_failed)
 
@@ -159,7 +179,7 @@ class Front(LineReceiver, TimeoutMixin):
         link = self._link
         if link is not None and link.transport is not None and not link.lost:
             if self._relaying:
-                close(link.transport)
+                close(link.transport, self.factory.clock)
             else:
                 link.transport.abortConnection()
         if self._relaying:
@@ -192,57 +212,9 @@ class Front(LineReceiver, TimeoutMixin):
         """The client cannot read any more: nothing left to do."""
         self.transport.abortConnection()
 
-    def _closing(self) -> bool:
-        return self._lost or bool(self.transport.disconnecting)
-
-    # Flow control.
-
-    def _pause(self, reason: str) -> None:
-        if not self._pauses:
-            if self._closing():
-                self.paused = True
-            else:
-                LineReceiver.pauseProducing(self)
-        self._pauses.add(reason)
-
-    def _resume(self, reason: str) -> None:
-        if reason not in self._pauses:
-            return
-        self._pauses.discard(reason)
-        if not self._pauses and not self._closing():
-            LineReceiver.resumeProducing(self)
-
-    def _slow(self) -> None:
-        # The client is not reading its replies: stop forwarding its
-        # requests.  upsd is still read until every forwarded request has
-        # its reply (at most MAX_OUTSTANDING of them): NUT's upsd writes
-        # with blocking write(), so a shim that stopped reading it with
-        # replies pending could freeze it for every client.
-        self._client_slow = True
-        self._pause("client-slow")
-        self._hold_upstream()
-
-    def _hold_upstream(self) -> None:
-        if (
-            self._client_slow
-            and not self._upstream_paused
-            and self._relaying
-            and self.back is not None
-            and not self.sequencer.outstanding
-        ):
-            self._upstream_paused = True
-            self.back.transport.pauseProducing()
-
-    def _fast(self) -> None:
-        self._client_slow = False
-        if self._upstream_paused and self.back is not None:
-            self._upstream_paused = False
-            self.back.transport.resumeProducing()
-        self._resume("client-slow")
-
     # Requests.
 
-    def intercept(self, line: bytes) -> Optional[bytes]:
+    def intercept(self, request: Classified) -> Optional[bytes]:
         """
         The shim's own answer to this request, or L{None} to forward it.
         """
@@ -250,18 +222,26 @@ class Front(LineReceiver, TimeoutMixin):
 
     def lineReceived(self, line: bytes) -> None:
         self.resetTimeout()
-        if self._relaying:
-            self._request(line)
+        try:
+            whole = self._assembler.line(line)
+        except RequestTooLong:
+            self.clearLineBuffer()
+            self.lineLengthExceeded(line)
             return
-        if not self._queue:
+        if whole is None:
+            return  # continued on the next line
+        if self._relaying:
+            self._request(*whole)
+            return
+        if not self._queued:
             # Nothing waits before it: the shim's own answer can go now.
-            reply = self.intercept(line)
+            reply = self.intercept(whole[0])
             if reply is not None:
                 self.sequencer.local(reply)
                 return
-        self._queue.append(line)
-        self._queued += len(line) + 1
-        if self._queued >= MAX_QUEUE:
+        self._queue += whole[1]
+        self._queued += 1
+        if len(self._queue) >= MAX_QUEUE:
             self._pause("queue")
         if self._gone is not None and self._front_ready:
             self._fail()
@@ -281,13 +261,18 @@ class Front(LineReceiver, TimeoutMixin):
         self._eof = True
         self._check_done()
 
-    def _request(self, line: bytes) -> None:
-        reply = self.intercept(line)
+    def _request(self, request: Classified, data: bytes) -> None:
+        reply = self.intercept(request)
         if reply is not None:
             self.sequencer.local(reply)
             return
         assert self.back is not None
-        self.back.transport.write(line + b"\n")
+        if request.kind is Kind.GOODBYE:
+            # Read nothing more until its reply says whether the session
+            # ends (OK Goodbye) or not (an error).
+            self._goodbye = b"\n" if self.sequencer.idle else b""
+            self._pause("goodbye")
+        self.back.transport.write(data)
         self.requests += 1
         self.sequencer.forwarded()
         if self.sequencer.outstanding >= MAX_OUTSTANDING:
@@ -303,12 +288,44 @@ class Front(LineReceiver, TimeoutMixin):
         """
         Bytes from upsd, in order.
         """
+        if self._shut:
+            return
         self.resetTimeout()
         self.sequencer.upstream(data)
+        if self._goodbye is not None:
+            self._goodbye_reply(data)
+            if self._shut:
+                return
         if self.sequencer.outstanding < MAX_OUTSTANDING:
             self._resume("outstanding")
         self._hold_upstream()
         self._check_done()
+
+    def _goodbye_reply(self, data: bytes) -> None:
+        """
+        Reply bytes while a LOGOUT waits: once every reply is in, either
+        the session ends (the last reply is C{OK Goodbye}) or reading goes
+        on.
+        """
+        assert self._goodbye is not None
+        tail = (self._goodbye + data)[-len(_GOODBYE):]
+        if not self.sequencer.idle:
+            self._goodbye = tail
+            return
+        self._goodbye = None
+        if tail == _GOODBYE:
+            self.end_session()
+        else:
+            self._resume("goodbye")
+
+    def end_session(self) -> None:
+        """
+        The session is over (C{OK Goodbye} passed on): close both sides.
+        """
+        back = self._link
+        self.shut()
+        if back is not None and back.transport is not None and not back.lost:
+            close(back.transport, self.factory.clock)
 
     # The two halves meet.
 
@@ -325,7 +342,7 @@ class Front(LineReceiver, TimeoutMixin):
         """
         self._connecting = None
         self._link = back
-        if self._lost:
+        if self._lost or self._shut:
             back.transport.abortConnection()
             return
         self.back = back
@@ -347,10 +364,12 @@ class Front(LineReceiver, TimeoutMixin):
             True,
         )
         self.relay_started()
-        # The queued lines go back in front of whatever is still unread,
-        # to be forwarded at the pace the limits allow.
-        queue, self._queue, self._queued = self._queue, [], 0
-        self._buffer = b"".join(line + b"\n" for line in queue) + self._buffer
+        # The queued requests go back in front of whatever is still unread
+        # (a request still being continued included), to be forwarded at
+        # the pace the limits allow.
+        queue, self._queue, self._queued = self._queue, bytearray(), 0
+        pending = self._assembler.take_pending()
+        self._buffer = bytes(queue) + pending + self._buffer
         self._pauses.discard("queue")
         if not self._pauses:
             LineReceiver.resumeProducing(self)
@@ -370,7 +389,7 @@ class Front(LineReceiver, TimeoutMixin):
             return
         self._gone = why
         self._connecting = None
-        if self._relaying and self.sequencer.outstanding and not self._lost:
+        if self._relaying and self.sequencer.outstanding and not self._closing():
             log.warn(
                 "Upstream of {client} lost with {n} request(s) unanswered: {why}",
                 client=self.address,
@@ -394,18 +413,21 @@ class Front(LineReceiver, TimeoutMixin):
         if self._relaying or self._eof:
             if self.sequencer.fail_outstanding(UPSTREAM_GONE):
                 self._answer_queue()
-            close(self.transport)
+            self.shut()
             return
-        if not self._queue:
+        if not self._queued:
             return  # wait for the first request
         self._answer_queue()
         if self._linger is None:
-            self._linger = self.factory.clock.callLater(FAIL_LINGER, close, self.transport)
+            self._linger = self.factory.clock.callLater(FAIL_LINGER, self.shut)
 
     def _answer_queue(self) -> None:
-        queue, self._queue, self._queued = self._queue, [], 0
-        for line in queue:
-            self.sequencer.local(self.intercept(line) or UPSTREAM_GONE)
+        queue, self._queue, self._queued = self._queue, bytearray(), 0
+        again = RequestAssembler(len(queue) + 1)
+        for line in bytes(queue).split(b"\n")[:-1]:
+            whole = again.line(line)
+            if whole is not None:
+                self.sequencer.local(self.intercept(whole[0]) or UPSTREAM_GONE)
 
     def _check_done(self) -> None:
         """
@@ -415,5 +437,5 @@ class Front(LineReceiver, TimeoutMixin):
             return
         if self.sequencer.idle and b"\n" not in self._buffer:
             if self.back is not None:
-                close(self.back.transport)
-            close(self.transport)
+                close(self.back.transport, self.factory.clock)
+            self.shut()

@@ -1,6 +1,18 @@
 # -*- test-case-name: nutshim.test.test_shim -*-
 """
-The listeners of a shim, bound in C{privilegedStartService}: before twistd
+A shim's services: its signals and reload (L{ShimService}), and its
+listeners (L{ListenerService}).
+
+Signals (L{nutshim.signals}, installed in C{startService}, after twistd has
+set up logging): SIGHUP reloads -- C{systemctl reload} and logrotate send
+it, and NUT's daemons reload on it, so it must never end the process (its
+default action) -- and SIGUSR1/SIGUSR2 are logged and ignored unless twistd
+owns them (SIGUSR1 rotates a C{--logfile}).  A reload re-reads the files the
+options name and applies them to new sessions only; sessions already open
+keep the TLS they have.  If anything is wrong with the new files, nothing
+changes and the log says what, in the words a start would have used.
+
+The listeners are bound in C{privilegedStartService}: before twistd
 drops privileges (C{--uid}/C{--gid}), so port 401 can be bound by root (or
 with C{CAP_NET_BIND_SERVICE}) and served as an unprivileged user.
 
@@ -14,19 +26,72 @@ skipped and why.
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple
+import signal
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.python import usage
 from twisted.python.failure import Failure
 
-__all__ = ["ListenerService"]
+from nutshim.signals import install_signal_handlers
+
+__all__ = ["ListenerError", "ListenerService", "ShimService"]
 
 log = Logger()
+
+
+class ShimService(MultiService):
+    """
+    The top service of a shim: its children, its signal handlers and its
+    reload.
+
+    @ivar signals: what L{install_signal_handlers} did, per signal name.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        daemon: str,
+        reload: Callable[[], str],
+        signal_module: ModuleType = signal,
+    ) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.daemon = daemon
+        self._reload = reload
+        self._signal_module = signal_module
+        self.signals: Dict[str, str] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        self.signals = install_signal_handlers(
+            self.reactor, {"SIGHUP": self.reload}, self.daemon, log, self._signal_module
+        )
+
+    def reload(self) -> bool:
+        """
+        SIGHUP: re-read the certificate, key, CA, pin and allow files and
+        use them for new sessions; on any error keep everything as it is.
+
+        @return: whether the new settings were applied.
+        """
+        try:
+            summary = self._reload()
+        except usage.UsageError as e:
+            log.error(
+                "{daemon}: reload refused, nothing changed: {error}",
+                daemon=self.daemon,
+                error=str(e),
+            )
+            return False
+        log.info("{daemon}: reloaded: {summary}", daemon=self.daemon, summary=summary)
+        return True
 
 
 class ListenerError(SystemExit):
@@ -37,8 +102,8 @@ class ListenerError(SystemExit):
     traceback, as nut-upsd does.
     """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(f"nutshim shim: {message}")
+    def __init__(self, message: str, daemon: str = "nutshim shim") -> None:
+        super().__init__(f"{daemon}: {message}")
 
 
 class ListenerService(Service):
@@ -55,8 +120,10 @@ class ListenerService(Service):
         reactor: Any,
         groups: Sequence[Tuple[Factory, Sequence[str], bool]],
         banner: Sequence[str] = (),
+        daemon: str = "nutshim shim",
     ) -> None:
         self.reactor = reactor
+        self.daemon = daemon
         self.banner = list(banner)
         self.groups = [(f, list(e), x) for f, e, x in groups]
         self.ports: List[IListeningPort] = []
@@ -77,7 +144,9 @@ class ListenerService(Service):
                 d = serverFromString(self.reactor, description).listen(factory)
                 d.addBoth(result.append)
                 if not result:
-                    raise ListenerError(f"{description}: listening did not finish at once")
+                    raise ListenerError(
+                        f"{description}: listening did not finish at once", self.daemon
+                    )
                 if isinstance(result[0], Failure):
                     failures.append(f"{description}: {result[0].getErrorMessage()}")
                     continue
@@ -86,7 +155,7 @@ class ListenerService(Service):
                 log.info("Listening on {endpoint}", endpoint=description)
             if failures and (explicit or not bound):
                 self.stopListening()
-                raise ListenerError("cannot listen on " + "; ".join(failures))
+                raise ListenerError("cannot listen on " + "; ".join(failures), self.daemon)
             for failure in failures:
                 log.info("Default listener skipped, the others serve: {failure}",
                          failure=failure)

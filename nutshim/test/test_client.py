@@ -869,14 +869,33 @@ class StartTLSTests(SynchronousTestCase):
 
     def test_bare_ok(self) -> None:
         """
-        A bare C{OK} (the old Python shims) is not C{OK STARTTLS}: the
-        connection is dropped rather than guessed at.
+        A bare C{OK} -- RFC 9271 Appendix D.1.1's server shim, the published
+        upsdTLS.py -- accepts STARTTLS as C{OK STARTTLS} does: TLS starts,
+        PROTVER confirms, held requests follow.
         """
-        proto, transport, _ = connected()
-        d = proto.starttls(object())
-        proto.dataReceived(b"OK\n")
-        self.failureResultOf(d, ProtocolError)
-        self.assertIsNone(transport.tls_options)
+        for answer in (b"OK\n", b"OK\r\n", b"OK STARTTLS\r\n"):
+            proto, transport, _ = connected()
+            options = object()
+            d = proto.starttls(options)
+            held = proto.ver()
+            proto.dataReceived(answer)
+            self.assertIs(transport.tls_options, options, answer)
+            self.assertEqual(lines(transport), ["STARTTLS", "PROTVER", "VER"])
+            proto.dataReceived(b"1.3\nv\n")
+            self.assertIsNone(self.successResultOf(d))
+            self.assertEqual(self.successResultOf(held), "v")
+
+    def test_other_ok_refused(self) -> None:
+        """
+        Any other C{OK ...} is no answer to STARTTLS: the connection is
+        dropped rather than guessed at.
+        """
+        for answer in (b"OK Goodbye\n", b"OK STARTTLSX\n", b"OKAY\n"):
+            proto, transport, _ = connected()
+            d = proto.starttls(object())
+            proto.dataReceived(answer)
+            self.failureResultOf(d, ProtocolError)
+            self.assertIsNone(transport.tls_options)
 
     def test_twice(self) -> None:
         """

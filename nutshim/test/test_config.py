@@ -7,7 +7,7 @@ reads them.
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -46,6 +46,20 @@ def messages(warnings: Sequence[ConfigWarning]) -> List[str]:
 
 def lines(warnings: Sequence[ConfigWarning]) -> List[Optional[int]]:
     return [w.lineno for w in warnings]
+
+
+def refused(
+    testcase: SynchronousTestCase, parse: Callable[[bytes], object], data: bytes, lineno: int,
+    fragment: str,
+) -> ConfigError:
+    """
+    Assert that C{parse(data)} raises L{ConfigError} at C{lineno} with
+    C{fragment} in its message.
+    """
+    error = testcase.assertRaises(ConfigError, parse, data)
+    testcase.assertEqual(error.lineno, lineno, str(error))
+    testcase.assertIn(fragment, error.message)
+    return error
 
 
 class FileTestCase(SynchronousTestCase):
@@ -246,23 +260,24 @@ class UpsConfTests(FileTestCase):
         self.assertEqual(lines(conf.warnings), [4])
         self.assertIn("quote values", conf.warnings[0].message)
 
-    def test_ignoredLines(self) -> None:
+    def test_malformedLines(self) -> None:
         """
-        Two-word lines and lines whose second word is not C{=} are ignored
-        with a warning.
+        Two-word lines, lines whose second word is not C{=} and C{key =}
+        without a value are errors naming the line (NUT ignores them, and a
+        C{driver usbhid-ups} without C{=} drops the UPS).
         """
-        conf = self.parse(b"[u]\ndriver = d\nport = p\ndesc x\ndesc x y\n")
-        self.assertIsNone(conf.sections[0].desc)
-        self.assertEqual(lines(conf.warnings), [4, 5])
+        base = b"[u]\ndriver = d\nport = p\n"
+        refused(self, self.parse, base + b"desc x\n", 4, "neither 'key = value' nor a flag")
+        refused(self, self.parse, base + b"desc x y\n", 4, "neither")
+        refused(self, self.parse, base + b"desc =\n", 4, "without a value")
+        refused(self, self.parse, b"[u]\ndriver usbhid-ups\nport = p\n", 2, "driver")
 
     def test_keysCaseSensitive(self) -> None:
         """
-        C{Driver} is not C{driver}: the section is incomplete, but the key is
-        kept in the options.
+        C{Driver} is not C{driver}: the section has no driver, an error at
+        its header (NUT would drop the UPS).
         """
-        conf = self.parse(b"[u]\nDriver = d\nport = p\n")
-        self.assertEqual(conf.sections, ())
-        self.assertIn("ignoring incomplete configuration for UPS [u]", messages(conf.warnings))
+        refused(self, self.parse, b"# c\n[u]\nDriver = d\nport = p\n", 2, "[u] has no driver")
 
     def test_merge(self) -> None:
         """
@@ -279,28 +294,28 @@ class UpsConfTests(FileTestCase):
 
     def test_caseClash(self) -> None:
         """
-        Names differing only in case clash: the later section survives and
-        the earlier one is reported as "already in use", at its line.
+        Names differing only in case clash (NUT drops one of them): an error
+        at the later section naming the earlier one.
         """
-        conf = self.parse(b"[ups]\ndriver = d1\nport = p\n[UPS]\ndriver = d2\nport = p\n")
-        self.assertEqual([(s.name, s.driver) for s in conf.sections], [("UPS", "d2")])
-        self.assertEqual(
-            [str(w) for w in conf.warnings], ["ups.conf:1: UPS name [ups] is already in use!"]
+        error = refused(
+            self, self.parse, b"[ups]\ndriver = d1\nport = p\n[UPS]\ndriver = d2\nport = p\n",
+            4, "already in use by [ups] on line 1",
         )
+        self.assertEqual(str(error).split(":")[0], "ups.conf")
+        conf = self.parse(b"[ups]\ndriver = d1\nport = p\n")
         self.assertEqual(conf.get("Ups"), conf.sections[0])
         self.assertIsNone(conf.get("other"))
 
-    def test_incompleteDoesNotClash(self) -> None:
+    def test_incomplete(self) -> None:
         """
-        An incomplete section is dropped before clashes are resolved, so it
-        does not hide a complete one with the same name in another case.
+        A section without driver or port is an error at its header, naming
+        what is missing: a file whose sections are all unusable is never
+        served (nor the demo in its place).
         """
-        conf = self.parse(b"[ups]\ndriver = d\nport = p\n[UPS]\ndesc = x\n")
-        self.assertEqual([s.name for s in conf.sections], ["ups"])
-        self.assertEqual(
-            [str(w) for w in conf.warnings],
-            ["ups.conf:4: ignoring incomplete configuration for UPS [UPS]"],
-        )
+        refused(self, self.parse, b"[a]\ndriver = d\nport = p\n[b]\ndesc = x\n", 4,
+                "[b] has no driver and no port")
+        refused(self, self.parse, b"[b]\nport = p\n", 1, "[b] has no driver")
+        refused(self, self.parse, b"[b]\ndriver = d\n", 1, "[b] has no port")
 
     def test_order(self) -> None:
         """
@@ -311,39 +326,42 @@ class UpsConfTests(FileTestCase):
 
     def test_emptyAndNone(self) -> None:
         """
-        An empty section is incomplete; a file without usable sections says
-        so.
+        An empty section is incomplete (an error); a file without any
+        section, like Debian's all-comments one, is a warning.
         """
-        conf = self.parse(b"[empty]\n")
-        self.assertEqual(
-            messages(conf.warnings),
-            [
-                "ignoring incomplete configuration for UPS [empty]",
-                "no usable UPS definitions in ups.conf",
-            ],
-        )
+        refused(self, self.parse, b"[empty]\n", 1, "[empty] has no driver")
+        conf = self.parse(b"# nothing here\n  maxretry = 3\n")
+        self.assertEqual((conf.sections, messages(conf.warnings)),
+                         ((), ["no UPS definitions in ups.conf"]))
 
     def test_flagWithoutValue(self) -> None:
         """
-        A lone C{driver} flag leaves the section without a driver.
+        A lone C{driver} flag is an error (NUT: the section loses its
+        driver).
         """
-        conf = self.parse(b"[u]\ndriver = d\nport = p\ndriver\n")
-        self.assertEqual(conf.sections, ())
-        self.assertEqual(lines(conf.warnings), [1, 4, None])
+        refused(self, self.parse, b"[u]\ndriver = d\nport = p\ndriver\n", 4,
+                "driver without a value in [u]")
+
+    def test_brokenHeader(self) -> None:
+        """
+        A header missing a bracket, a name with a space, an empty name, or
+        words after a header are errors (NUT reads C{[ups2} as a flag and
+        gives the lines after it to the UPS above).
+        """
+        base = b"[a]\ndriver = d\nport = p\n"
+        for header in (b"[b", b"b]", b"[b c]", b"[]"):
+            refused(self, self.parse, base + header + b"\ndriver = e\nport = q\n", 4, "")
+        refused(self, self.parse, base + b"[b] driver = e\n", 4, "words after the section header")
 
     def test_parseError(self) -> None:
         """
-        An unescaped C{#} in quotes is a warning naming file and line, and
-        the rest of the line is read as a new line, as NUT does.
+        An unescaped C{#} in quotes, or a quote not closed on its line, is
+        an error naming the line of the fault (NUT reads on and loses data).
         """
-        conf = self.parse(b'[u]\ndriver = d\ndesc = "has # hash"\nport = p\n')
-        [ups] = conf.sections
-        self.assertIsNone(ups.desc)
-        self.assertIn('hash"', ups.options)
-        self.assertEqual(
-            [str(w) for w in conf.warnings],
-            ["ups.conf:3: parse error: Unbalanced word due to unescaped # in quotes"],
-        )
+        refused(self, self.parse, b'[u]\ndriver = d\ndesc = "has # hash"\nport = p\n', 3,
+                "parse error: Unbalanced word due to unescaped # in quotes")
+        refused(self, self.parse, b'[u]\ndriver = d\ndesc = "open\nport = p\n', 3,
+                "quote not closed")
 
     def test_load(self) -> None:
         """
@@ -402,6 +420,39 @@ class UpsdConfTests(FileTestCase):
         self.assertEqual(conf.listeners(), conf.listen)
         self.assertEqual(conf.warnings, ())
 
+    def test_listenTls(self) -> None:
+        """
+        C{LISTEN_TLS <addr> [<port>]} (port 401 by default) adds TLS-only
+        listeners after the C{LISTEN} lines or their loopback default; it
+        needs CERTFILE.
+        """
+        conf = self.parse(b"CERTFILE c.pem\nLISTEN_TLS 0.0.0.0\nLISTEN_TLS :: 4401\n")
+        self.assertEqual(conf.listen, ())
+        self.assertEqual(conf.listen_tls, (Listen("0.0.0.0", 401, True), Listen("::", 4401, True)))
+        self.assertEqual([l.lineno for l in conf.listen_tls], [2, 3])
+        self.assertEqual(conf.listeners(), DEFAULT_LISTEN + conf.listen_tls)
+        conf = self.parse(b"CERTFILE c.pem\nLISTEN 127.0.0.1\nLISTEN_TLS 0.0.0.0\n")
+        self.assertEqual(conf.listeners(), (Listen("127.0.0.1"), Listen("0.0.0.0", 401, True)))
+        self.assertEqual(conf.listeners()[1].directive, "LISTEN_TLS 0.0.0.0 401")
+        # A TLS-only listener on a default address takes the default's place.
+        conf = self.parse(b"CERTFILE c.pem\nLISTEN_TLS 127.0.0.1 3493\n")
+        self.assertEqual(conf.listeners(), (Listen("::1"), Listen("127.0.0.1", 3493, True)))
+        self.assertEqual(conf.warnings, ())
+
+    def test_listenTlsErrors(self) -> None:
+        """
+        LISTEN_TLS without CERTFILE, words after a port, and one address
+        and port with both policies are errors naming the line.
+        """
+        refused(self, self.parse, b"MAXAGE 5\nLISTEN_TLS 0.0.0.0 401\n", 2, "needs CERTFILE")
+        refused(self, self.parse, b"LISTEN 0.0.0.0 401 TLS\n", 1, "LISTEN_TLS <address>")
+        refused(self, self.parse, b"CERTFILE c\nLISTEN_TLS 0.0.0.0 401 x\n", 2, "takes an address")
+        refused(self, self.parse, b"CERTFILE c\nLISTEN_TLS 0.0.0.0 nut\n", 2, "LISTEN_TLS port")
+        refused(self, self.parse, b"CERTFILE c\nLISTEN ::1 401\n\nLISTEN_TLS ::1\n", 4,
+                "clashes with LISTEN ::1 401 on line 2")
+        conf = self.parse(b"CERTFILE c\nLISTEN_TLS ::1\nLISTEN_TLS ::1 401\n")
+        self.assertEqual((len(conf.listen_tls), lines(conf.warnings)), (1, [3]))
+
     def test_listenDuplicate(self) -> None:
         """
         The same listener twice is kept once, with a warning.
@@ -427,16 +478,13 @@ class UpsdConfTests(FileTestCase):
         """
         conf = self.parse(b"MAXAGE 30\nMAXCONN 1024\nTRACKINGDELAY 10s\n")
         self.assertEqual((conf.maxage, conf.maxconn, conf.trackingdelay), (30, 1024, 10))
-        conf = self.parse(b"MAXAGE abc\nMAXCONN -5\nTRACKINGDELAY \" 1\"\n")
-        self.assertEqual((conf.maxage, conf.maxconn, conf.trackingdelay), (15, None, 3600))
-        self.assertEqual(
-            [str(w) for w in conf.warnings],
-            [
-                "upsd.conf:1: MAXAGE has non numeric value (abc)!",
-                "upsd.conf:2: MAXCONN has non numeric value (-5)!",
-                "upsd.conf:3: TRACKINGDELAY has non numeric value ( 1)!",
-            ],
-        )
+        for line, message in [
+            (b"MAXAGE abc", "MAXAGE has non numeric value (abc)!"),
+            (b"MAXCONN -5", "MAXCONN has non numeric value (-5)!"),
+            (b'TRACKINGDELAY " 1"', "TRACKINGDELAY has non numeric value ( 1)!"),
+        ]:
+            error = refused(self, self.parse, b"MAXAGE 20\n" + line + b"\n", 2, message)
+            self.assertEqual(str(error), "upsd.conf:2: " + message)
 
     def test_booleans(self) -> None:
         """
@@ -466,9 +514,7 @@ class UpsdConfTests(FileTestCase):
             (b"ALLOW_NOT_ALL_LISTENERS", b"y"),
             (b"DISABLE_WEAK_SSL", b"2"),
         ]:
-            conf = self.parse(key + b" " + value + b"\n")
-            self.assertFalse(getattr(conf, key.decode().lower()))
-            self.assertEqual(len(conf.warnings), 1, (key, value))
+            refused(self, self.parse, key + b" " + value + b"\n", 1, key.decode())
 
     def test_paths(self) -> None:
         """
@@ -489,12 +535,12 @@ class UpsdConfTests(FileTestCase):
         """
         conf = self.parse(b'CERTIDENT "My Server" s3cret\n')
         self.assertEqual(conf.certident, ("My Server", "s3cret"))
-        for text in [b"CERTIDENT onlyname\n", b"certident name s3cret\n"]:
-            conf = self.parse(text)
-            self.assertIsNone(conf.certident)
-            self.assertEqual(len(conf.warnings), 1)
-            self.assertNotIn("s3cret", str(conf.warnings[0]))
-            self.assertNotIn("onlyname", str(conf.warnings[0]))
+        error = refused(self, self.parse, b"CERTIDENT onlyname\n", 1, "CERTIDENT needs")
+        self.assertNotIn("onlyname", str(error))
+        conf = self.parse(b"certident name s3cret\n")
+        self.assertIsNone(conf.certident)
+        self.assertEqual(len(conf.warnings), 1)
+        self.assertNotIn("s3cret", str(conf.warnings[0]))
 
     def test_certrequest(self) -> None:
         """
@@ -506,8 +552,8 @@ class UpsdConfTests(FileTestCase):
             conf = self.parse(b"CERTREQUEST " + value + b"\n")
             self.assertEqual((conf.certrequest, conf.warnings), (expected, ()))
         for value in [b"3", b"maybe"]:
-            conf = self.parse(b"CERTREQUEST 2\nCERTREQUEST " + value + b"\n")
-            self.assertEqual((conf.certrequest, lines(conf.warnings)), (2, [2]))
+            refused(self, self.parse, b"CERTREQUEST 2\nCERTREQUEST " + value + b"\n", 2,
+                    "CERTREQUEST must be")
 
     def test_caseSensitive(self) -> None:
         """
@@ -542,29 +588,42 @@ class UpsdConfTests(FileTestCase):
 
     def test_invalid(self) -> None:
         """
-        Unknown keywords and missing arguments are "invalid directive"
-        warnings naming the line; the lines after still count.
+        Unknown keywords are "invalid directive" warnings naming the line,
+        as in NUT; the lines after still count.
         """
-        conf = self.parse(b"FOO bar baz\nMAXAGE\nACL all\n\nLISTEN\nMAXAGE 5\n")
+        conf = self.parse(b"FOO bar baz\nACL all\n\nMAXAGE 5\n")
         self.assertEqual(
             [str(w) for w in conf.warnings],
             [
                 "upsd.conf:1: invalid directive FOO bar baz",
-                "upsd.conf:2: invalid directive MAXAGE",
-                "upsd.conf:3: invalid directive ACL all",
-                "upsd.conf:5: invalid directive LISTEN",
+                "upsd.conf:2: invalid directive ACL all",
             ],
         )
         self.assertEqual(conf.maxage, 5)
 
+    def test_missingValue(self) -> None:
+        """
+        A known keyword without its value is an error (NUT: "invalid
+        directive", and the setting silently keeps its old value).
+        """
+        for key in (b"MAXAGE", b"MAXCONN", b"STATEPATH", b"CERTFILE", b"CERTREQUEST",
+                    b"ALLOW_NO_DEVICE"):
+            refused(self, self.parse, b"MAXAGE 5\n" + key + b"\n", 2, key.decode() + " needs a value")
+        refused(self, self.parse, b"\nLISTEN\n", 2, "LISTEN needs an address")
+        refused(self, self.parse, b"\nLISTEN_TLS\n", 2, "LISTEN_TLS needs an address")
+
     def test_parseError(self) -> None:
         """
-        A line the tokenizer rejects is a warning with its line number.
+        A line the tokenizer rejects is an error with the line of the fault:
+        the line of an unescaped C{#} in quotes, the line where an unclosed
+        quote opened (also on the last line of a file, with or without its
+        newline).
         """
-        conf = self.parse(b'MAXAGE 20\nSTATEPATH "/a#b"\nMAXCONN 9\n')
-        self.assertEqual(lines(conf.warnings)[0], 2)
-        self.assertIn("parse error", conf.warnings[0].message)
-        self.assertEqual((conf.maxage, conf.maxconn, conf.statepath), (20, 9, None))
+        refused(self, self.parse, b'MAXAGE 20\nSTATEPATH "/a#b"\nMAXCONN 9\n', 2, "parse error")
+        refused(self, self.parse, b'MAXAGE 20\nSTATEPATH "/a\n', 2, "quote not closed")
+        refused(self, self.parse, b'MAXAGE 20\nSTATEPATH "/a', 2, "quote not closed")
+        refused(self, self.parse, b'MAXAGE 2\\\n0\nSTATEPATH "/a\nMAXCONN 9\n', 3,
+                "quote not closed")
 
     def test_extensions(self) -> None:
         """
@@ -683,11 +742,11 @@ class UsersTests(FileTestCase):
 
     def test_upsmonUnknown(self) -> None:
         """
-        An unknown upsmon type grants nothing and warns.
+        An unknown upsmon type is an error (NUT grants nothing: the user
+        silently loses LOGIN and FSD).
         """
-        users = self.parse(b"[u]\nupsmon = boss\n")
-        self.assertEqual(users.users["u"].actions, frozenset())
-        self.assertEqual([str(w) for w in users.warnings], ["upsd.users:2: Unknown upsmon type boss"])
+        for line in (b"upsmon = boss", b"upsmon primry"):
+            refused(self, self.parse, b"[u]\n" + line + b"\n", 2, "Unknown upsmon type")
 
     def test_keysCaseInsensitive(self) -> None:
         """
@@ -700,32 +759,36 @@ class UsersTests(FileTestCase):
             ("p", frozenset({"login"}), frozenset({"load.off"})),
         )
 
-    def test_firstPasswordWins(self) -> None:
+    def test_secondPassword(self) -> None:
         """
-        Later passwords are ignored with a warning.
+        A second password is an error naming both lines (NUT keeps the first
+        and logs it).
         """
-        users = self.parse(b"[u]\npassword = one\npassword = two\n")
-        self.assertEqual(users.users["u"].password, "one")
-        self.assertEqual(
-            [str(w) for w in users.warnings], ["upsd.users:3: Ignoring duplicate password for u"]
-        )
+        error = refused(self, self.parse, b"[u]\npassword = one\npassword = two\n", 3,
+                        "second password for u (the first is on line 2)")
+        self.assertNotIn("one", str(error))
+        self.assertNotIn("two", str(error))
 
     def test_duplicateUser(self) -> None:
         """
-        A duplicate header is ignored and its lines apply to the user parsed
-        before it, not to the user it names.
+        A duplicate header is an error naming the first one (NUT ignores it
+        and gives its lines to the user parsed before it).
         """
-        users = self.parse(
-            b"[a]\npassword = pa\n[b]\npassword = pb\n[a]\npassword = x\nactions = set\n"
-        )
-        self.assertEqual(users.users["a"].actions, frozenset())
-        self.assertEqual(users.users["b"].actions, frozenset({"set"}))
-        self.assertEqual((users.users["a"].password, users.users["b"].password), ("pa", "pb"))
-        self.assertEqual(
-            messages(users.warnings),
-            ["Ignoring duplicate user a", "Ignoring duplicate password for b"],
-        )
-        self.assertEqual(lines(users.warnings), [5, 6])
+        refused(self, self.parse,
+                b"[a]\npassword = pa\n[b]\npassword = pb\n[a]\npassword = x\nactions = set\n",
+                5, "user [a] defined twice (first on line 1)")
+
+    def test_brokenHeader(self) -> None:
+        """
+        A header missing its bracket, with a space in it, empty, or followed
+        by words is an error (NUT ignores C{[bob} and gives bob's password
+        and actions to the user above).
+        """
+        base = b"[alice]\npassword = a\n"
+        for header in (b"[bob", b"bob]", b"[bob smith]", b"[]", b"[bob] password = b"):
+            error = refused(self, self.parse, base + header + b"\npassword = b\nactions = FSD\n",
+                            3, "")
+            self.assertNotIn("password = b", str(error))
 
     def test_namesCaseSensitive(self) -> None:
         """
@@ -736,12 +799,12 @@ class UsersTests(FileTestCase):
 
     def test_ignoredLines(self) -> None:
         """
-        allowfrom, unknown keys, lines outside a section, old-format lines
-        and lines that are not C{key = value} give warnings with their line.
+        allowfrom, unknown keys, lines outside a section and old-format
+        lines give warnings with their line, as in NUT.
         """
         users = self.parse(
             b"password = early\nupsmon primary\n[u]\nallowfrom = localhost\n"
-            b"colour = blue\nactions set\nuser foo\npassword\n"
+            b"colour = blue\nuser foo\n"
         )
         self.assertEqual(
             [str(w) for w in users.warnings],
@@ -750,13 +813,34 @@ class UsersTests(FileTestCase):
                 "upsd.users:2: Ignoring action definition outside user section",
                 "upsd.users:4: allowfrom in upsd.users is no longer used",
                 "upsd.users:5: Unrecognized user setting colour",
-                "upsd.users:6: ignoring line that is neither [user] nor 'key = value'",
-                "upsd.users:7: ignoring line in the old file format",
-                "upsd.users:8: ignoring line that is neither [user] nor 'key = value'",
+                "upsd.users:6: ignoring line in the old file format",
             ],
         )
         user = users.users["u"]
         self.assertEqual((user.password, user.actions), (None, frozenset()))
+
+    def test_malformedLines(self) -> None:
+        """
+        A line that is neither C{[user]} nor C{key = value} is an error
+        that does not echo the line (it may hold a password): NUT ignores
+        C{password secret} and the user cannot log in.
+        """
+        for line in (b"password secret", b"password", b"password =", b"actions set", b"upsmon"):
+            error = refused(self, self.parse, b"[u]\n" + line + b"\n", 2, "neither [user] nor")
+            self.assertNotIn("secret", str(error))
+
+    def test_parseErrors(self) -> None:
+        """
+        An unbalanced quote on line 8 is an error at line 8 (NUT: every user
+        after it vanishes into one word), also when a later quote would
+        close it, and on the last line of the file.
+        """
+        text = (b"[a]\npassword = a\n[b]\npassword = b\n[c]\npassword = c\n[d]\n"
+                b"password = \"d\n[e]\npassword = e\n")
+        refused(self, self.parse, text, 8, "quote not closed")
+        refused(self, self.parse, text + b'[f]\ndesc = "f"\n', 8, "quote not closed")
+        refused(self, self.parse, b'[a]\npassword = "a\n', 2, "quote not closed")
+        refused(self, self.parse, b'[a]\npassword = "a#"\n', 2, "unescaped #")
 
     def test_checkAction(self) -> None:
         """
@@ -829,11 +913,10 @@ class UsersTests(FileTestCase):
 
     def test_certificateClaimedTwice(self) -> None:
         """
-        A certificate named by two users belongs to the first, with a warning.
+        A certificate named by two users is an error: it authenticates one.
         """
-        users = self.parse(b"[a]\ncertificate = c\n[b]\ncertificate = c\n")
-        self.assertEqual((users.users["a"].certificates, users.users["b"].certificates), (("c",), ()))
-        self.assertEqual(lines(users.warnings), [4])
+        refused(self, self.parse, b"[a]\ncertificate = c\n[b]\ncertificate = c\n", 4,
+                "already belongs to a")
 
     def test_badCertificate(self) -> None:
         """

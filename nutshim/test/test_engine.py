@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import List, Tuple
 
 from twisted.internet.task import Clock
+from twisted.logger import LogEvent, Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from nutshim.config.cmdvartab import parse_cmdvartab
 from nutshim.config.users import parse_users
 from nutshim.protocol import ParseError, RequestTokenizer, parse_request
 from nutshim.testing import MemoryDriver
@@ -118,11 +120,13 @@ class SimpleCommandTests(SynchronousTestCase):
 
     def test_help(self) -> None:
         """
-        HELP gives NUT 2.8.0's text.
+        HELP gives the text of NUT 2.8.3 and later (2.8.5's
+        C{server/netmisc.c}): PROTVER listed, NETVER, PRIMARY, MASTER and
+        FSD not.
         """
         self.assertEqual(
             self.c.send(b"HELP\n"),
-            b"Commands: HELP VER GET LIST SET INSTCMD LOGIN LOGOUT USERNAME PASSWORD STARTTLS\n",
+            b"Commands: HELP VER PROTVER GET LIST SET INSTCMD LOGIN LOGOUT USERNAME PASSWORD STARTTLS\n",
         )
 
     def test_unknown(self) -> None:
@@ -599,3 +603,153 @@ class TLSRequiredTests(SynchronousTestCase):
         c.session.tls = True
         self.assertEqual(c.send(b"STARTTLS\n"), b"ERR TLS-ALREADY-ENABLED\n")
         self.assertEqual(c.send(b"USERNAME admin\n"), b"OK\n")
+
+
+class UpstreamDescriptionTests(SynchronousTestCase):
+    """
+    NUT 2.8.4's C{upstream.} prefix (C{server/netget.c}): a proxying
+    driver's C{upstream.<name>} is described as C{<name>}, and the reply
+    echoes the name as asked.
+    """
+
+    CMDVARTAB = (
+        b'VARDESC ups.status "UPS status"\n'
+        b'VARDESC upstream.only "described under its full name"\n'
+        b'CMDDESC load.off "Turn off the load immediately"\n'
+    )
+
+    def setUp(self) -> None:
+        self.engine, _, _ = build()
+        self.engine.descriptions = parse_cmdvartab(self.CMDVARTAB, "cmdvartab")
+        self.c = Conversation(self.engine)
+
+    def test_desc(self) -> None:
+        """
+        C{GET DESC <ups> upstream.<var>} answers C{<var>}'s description
+        under the name as asked.
+        """
+        self.assertEqual(
+            self.c.send(b"GET DESC fake upstream.ups.status\nGET DESC fake upstream.UPS.Status\n"),
+            b'DESC fake upstream.ups.status "UPS status"\nDESC fake upstream.UPS.Status "UPS status"\n',
+        )
+
+    def test_cmddesc(self) -> None:
+        """
+        C{GET CMDDESC <ups> upstream.<cmd>} likewise.
+        """
+        self.assertEqual(
+            self.c.send(b"GET CMDDESC fake upstream.load.off\n"),
+            b'CMDDESC fake upstream.load.off "Turn off the load immediately"\n',
+        )
+
+    def test_prefix_rules(self) -> None:
+        """
+        As NUT's C{strncmp}: the prefix is case-sensitive and stripped once,
+        and always: a name that itself starts with C{upstream.} is looked
+        up without it.
+        """
+        self.assertEqual(
+            self.c.send(
+                b"GET DESC fake UPSTREAM.ups.status\n"
+                b"GET DESC fake upstream.upstream.ups.status\n"
+                b"GET DESC fake upstream.only\n"
+                b"GET DESC fake upstream.\n"
+                b"GET CMDDESC fake Upstream.load.off\n"
+            ),
+            b'DESC fake UPSTREAM.ups.status "Description unavailable"\n'
+            b'DESC fake upstream.upstream.ups.status "Description unavailable"\n'
+            b'DESC fake upstream.only "Description unavailable"\n'
+            b'DESC fake upstream. "Description unavailable"\n'
+            b'CMDDESC fake Upstream.load.off "Description unavailable"\n',
+        )
+
+    def test_plain_names_unchanged(self) -> None:
+        """
+        Names without the prefix are described as before.
+        """
+        self.assertEqual(
+            self.c.send(b"GET DESC fake ups.status\nGET CMDDESC fake load.off\n"),
+            b'DESC fake ups.status "UPS status"\n'
+            b'CMDDESC fake load.off "Turn off the load immediately"\n',
+        )
+
+
+class CleartextPasswordTests(SynchronousTestCase):
+    """
+    RFC 9271 section 6.2: a password used in plaintext from another host is
+    logged (once per connection), naming the user, the UPS and the peer.
+    """
+
+    def setUp(self) -> None:
+        self.engine, _, _ = build()
+        self.events: List[LogEvent] = []
+        self.engine.log = Logger(observer=self.events.append)  # type: ignore[arg-type]
+
+    def conversation(self, address: str, loopback: bool = False) -> Conversation:
+        c = Conversation(self.engine, address)
+        c.session.loopback = loopback
+        return c
+
+    def warnings(self) -> List[str]:
+        return [formatEvent(e) for e in self.events if e["log_level"] is LogLevel.warn]
+
+    def test_login_from_network(self) -> None:
+        """
+        LOGIN from a network address in plaintext: one WARN line with the
+        user, the UPS, the peer and what it means; later uses of the same
+        password on that connection add nothing.
+        """
+        c = self.conversation("192.0.2.7")
+        c.login(b"mon", b"mpw")
+        self.assertEqual(self.warnings(), [])
+        self.assertEqual(c.send(b"LOGIN fake\nPRIMARY fake\nFSD fake\n"), b"OK\nOK PRIMARY-GRANTED\nOK FSD-SET\n")
+        [line] = self.warnings()
+        for fragment in ("192.0.2.7", "user mon", "LOGIN on UPS fake", "accepted", "in clear", "STARTTLS"):
+            self.assertIn(fragment, line)
+
+    def test_each_command(self) -> None:
+        """
+        ATTACH, PRIMARY, FSD, SET and INSTCMD check the password too: the
+        first of them on a connection is logged, refused ones included.
+        """
+        cases = [
+            (b"mon", b"mpw", b"ATTACH fake\n", "user mon (ATTACH on UPS fake, accepted)"),
+            (b"mon", b"mpw", b"PRIMARY fake\n", "user mon (PRIMARY on UPS fake, accepted)"),
+            (b"admin", b"pw", b"FSD fake\n", "user admin (FSD on UPS fake, accepted)"),
+            (b"admin", b"pw", b"SET VAR fake ups.id x\n", "user admin (SET on UPS fake, accepted)"),
+            (b"admin", b"pw", b"INSTCMD fake load.on\n", "user admin (INSTCMD on UPS fake, accepted)"),
+            (b"sec", b"spw", b"INSTCMD fake load.on\n", "user sec (INSTCMD on UPS fake, refused)"),
+        ]
+        for user, password, request, fragment in cases:
+            del self.events[:]
+            c = self.conversation("2001:db8::7")
+            c.login(user, password)
+            c.send(request)
+            [line] = self.warnings()
+            self.assertIn(fragment, line)
+            self.assertIn("from 2001:db8::7:", line)
+        del self.events[:]
+        c = self.conversation("192.0.2.8")
+        c.login(b"admin", b"wrong")
+        self.assertEqual(c.send(b"LOGIN fake\n"), b"ERR ACCESS-DENIED\n")
+        [line] = self.warnings()
+        self.assertIn("user admin (LOGIN on UPS fake, refused)", line)
+
+    def test_not_logged(self) -> None:
+        """
+        Loopback (IPv4, IPv6, IPv4-mapped), Unix-socket peers and TLS
+        sessions are not logged; nor is a request that never checks a
+        password.
+        """
+        for address in ("127.0.0.1", "::1", "::ffff:127.0.0.1", "unknown"):
+            c = self.conversation(address, loopback=address != "unknown")
+            c.login()
+            c.send(b"LOGIN fake\nFSD fake\n")
+        tls = self.conversation("192.0.2.9")
+        tls.session.tls = True
+        tls.login()
+        tls.send(b"LOGIN fake\n")
+        plain = self.conversation("192.0.2.10")
+        plain.login()
+        plain.send(b"GET VAR fake ups.status\nLIST UPS\nSET TRACKING ON\n")
+        self.assertEqual(self.warnings(), [])

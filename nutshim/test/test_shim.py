@@ -21,11 +21,17 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import CannotListenError, ConnectionRefusedError
-from twisted.internet.interfaces import IStreamClientEndpoint, ITCPTransport, ITLSTransport
+from twisted.internet.interfaces import (
+    ISSLTransport,
+    IStreamClientEndpoint,
+    ITCPTransport,
+    ITLSTransport,
+)
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.test import iosim
@@ -39,11 +45,13 @@ from nutshim.shim import tap_client, tap_server
 from nutshim.shim._address import allowed, describe_address
 from nutshim.shim._framing import ReplyCounter, ReplySequencer
 from nutshim.shim.client import ClientShimFactory, LegacyClientProtocol
-from nutshim.shim.options import parse_network, upstream_endpoint
-from nutshim.shim.relay import FAIL_LINGER, MAX_OUTSTANDING, MAX_QUEUE
-from nutshim.shim.server import ServerShimFactory, ServerShimProtocol
-from nutshim.shim.service import ListenerError, ListenerService
-from nutshim.test.test_tls import TLSFakeTransport, client_tls, observe, pki
+from nutshim.shim.options import ShimExit, parse_network, upstream_endpoint
+from nutshim.shim._transport import CLOSE_GRACE, close
+from nutshim.shim.relay import FAIL_LINGER, MAX_LINE, MAX_OUTSTANDING, MAX_QUEUE
+from nutshim.shim.server import DROP_LOG_PERIOD, ServerShimFactory, ServerShimProtocol
+from nutshim.shim.service import ListenerError, ListenerService, ShimService
+from nutshim.test.test_signals import FakeSignal
+from nutshim.test.test_tls import TLSFakeTransport, _Wire, client_tls, observe, pki
 from nutshim.tls import server_tls_options
 
 # ---------------------------------------------------------------------------
@@ -173,12 +181,16 @@ class FakeUpsd(LineReceiver):
 
     delimiter = b"\n"
 
-    def __init__(self, big: int = 0) -> None:
+    def __init__(self, big: int = 0, closes: bool = True) -> None:
         self.requests: List[bytes] = []
         self.hold = False
         self.held: List[bytes] = []
         self.big = big
         self.lost = False
+        #: Whether LOGOUT closes (NUT's upsd does; a server with nut-upsd's
+        #: old bug did not).
+        self.closes = closes
+        self._part = b""
 
     def reply(self, data: bytes) -> None:
         if self.hold:
@@ -193,6 +205,11 @@ class FakeUpsd(LineReceiver):
             self.transport.write(data)  # type: ignore[union-attr]
 
     def lineReceived(self, line: bytes) -> None:
+        if line.endswith(b"\\"):
+            # Continued on the next line, as NUT reads it.
+            self._part += line[:-1]
+            return
+        line, self._part = self._part + line, b""
         self.requests.append(line)
         words = line.split()
         verb = words[0].upper() if words else b""
@@ -205,9 +222,12 @@ class FakeUpsd(LineReceiver):
         elif line == b"LIST VAR ups":
             body = b"".join(b'VAR ups v%d "%d"\n' % (i, i) for i in range(self.big))
             self.reply(b"BEGIN LIST VAR ups\n" + body + b"END LIST VAR ups\n")
+        elif verb == b"LOGOUT" and len(words) > 1:
+            self.reply(b"ERR INVALID-ARGUMENT\n")
         elif verb == b"LOGOUT":
             self.reply(b"OK Goodbye\n")
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            if self.closes:
+                self.transport.loseConnection()  # type: ignore[union-attr]
         elif verb == b"STARTTLS":
             self.reply(b"ERR FEATURE-NOT-CONFIGURED\n")
         else:
@@ -215,6 +235,56 @@ class FakeUpsd(LineReceiver):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.lost = True
+
+
+class _RawWire(_Wire):
+    """
+    The raw side of a L{ProducerTLSTransport}: the TLS layer's producer goes
+    to the wire, as C{_BypassTLS} sends it to the TCP transport.
+    """
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        iosim.FakeTransport.registerProducer(self._raw, producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        iosim.FakeTransport.unregisterProducer(self._raw)
+
+
+class ProducerTLSTransport(TLSFakeTransport):
+    """
+    L{TLSFakeTransport} whose producers take the path they take on a real
+    TCP transport after C{startTLS} (C{twisted.internet._newtls}): the
+    producer registered before TLS is moved to the TLS layer, and later
+    ones are registered there.  So the TLS layer's own rules apply -- in
+    particular that C{loseConnection} does not close while a producer is
+    registered.
+    """
+
+    def startTLS(self, contextFactory: Any, beNormal: bool = True) -> None:
+        producer, streaming = self.producer, self.streamingProducer
+        if producer is not None:
+            iosim.FakeTransport.unregisterProducer(self)
+        client = (not self.isServer) if beNormal else self.isServer
+        factory = TLSMemoryBIOFactory(contextFactory, client, None, clock=self.clock)  # type: ignore[arg-type]
+        layer = TLSMemoryBIOProtocol(factory, self.protocol, False)
+        self.protocol = layer
+        self.layer = layer
+        directlyProvides(self, ISSLTransport)
+        layer.makeConnection(_RawWire(self))
+        if producer is not None:
+            layer.registerProducer(producer, streaming)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        if self.layer is not None:
+            self.layer.registerProducer(producer, streaming)
+        else:
+            super().registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        if self.layer is not None:
+            self.layer.unregisterProducer()
+        else:
+            super().unregisterProducer()
 
 
 class Net:
@@ -231,8 +301,8 @@ class Net:
         self.port += 1
         peer = IPv4Address("TCP", client_ip, self.port)
         here = IPv4Address("TCP", "127.0.0.1", 401)
-        sio = TLSFakeTransport(server, True, self.clock, peerAddress=peer, hostAddress=here)
-        cio = TLSFakeTransport(client, False, self.clock, peerAddress=here, hostAddress=peer)
+        sio = ProducerTLSTransport(server, True, self.clock, peerAddress=peer, hostAddress=here)
+        cio = ProducerTLSTransport(client, False, self.clock, peerAddress=here, hostAddress=peer)
         pump = iosim.connect(server, sio, client, cio, greet=False, clock=self.clock)
         self.pumps.append(pump)
         return pump
@@ -325,7 +395,8 @@ class ShimTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.net = Net(self.clock)
         self.big = 0
-        self.upsd_end = Endpoint(self.net, lambda: FakeUpsd(self.big))
+        self.upsd_closes = True
+        self.upsd_end = Endpoint(self.net, lambda: FakeUpsd(self.big, self.upsd_closes))
         self.server = self.server_factory()
         self.log = observe(self)
 
@@ -400,7 +471,7 @@ class ServerShimTests(ShimTestCase):
         client.send(b"USERNAME mon\nPASSWORD secret\nVER\n")
         self.net.flush()
         self.assertEqual(client.lines, [b"ERR TLS-NOT-ENABLED"] * 3)
-        self.assertEqual(self.upsd.requests, [])
+        self.assertEqual(self.upsd_end.servers, [])
 
     def test_pipelined_plaintext_dropped(self) -> None:
         """
@@ -413,7 +484,7 @@ class ServerShimTests(ShimTestCase):
         self.net.flush()
         self.assertEqual(client.lines, [b"OK STARTTLS"])
         self.assertIsNotNone(client.lost)
-        self.assertEqual(self.upsd.requests, [])
+        self.assertEqual(self.upsd_end.servers, [])
         self.assertLogged("pipelined", "plaintext")
 
     def test_second_starttls_in_order(self) -> None:
@@ -556,16 +627,17 @@ class ServerShimTests(ShimTestCase):
 
     def test_silent_client(self) -> None:
         """
-        A client without TLS after the handshake timeout is dropped, and so
-        is its upstream connection.
+        A client without TLS after the handshake timeout is dropped; upsd
+        was never connected to for it.
         """
         client = Client()
         self.connect_server(client)
         self.net.flush()
+        self.assertEqual(self.upsd_end.servers, [])
         self.clock.advance(11)
         self.net.flush()
         self.assertIsNotNone(client.lost)
-        self.assertTrue(self.upsd.lost)
+        self.assertEqual(self.upsd_end.servers, [])
         self.assertLogged("TLS not up", "no STARTTLS")
 
     def test_idle_timeout(self) -> None:
@@ -595,7 +667,7 @@ class ServerShimTests(ShimTestCase):
         client.send(b"USERNAME mon\n")
         self.net.flush()
         self.assertIsNotNone(client.lost)
-        self.assertEqual(self.upsd.requests, [])
+        self.assertEqual(self.upsd_end.servers, [])
         self.assertLogged("TLS handshake with 192.0.2.7", "no client certificate")
 
     def test_identity_and_port_logged(self) -> None:
@@ -740,7 +812,7 @@ class ClientShimTests(ClientShimTestCase):
         self.clock.advance(FAIL_LINGER)
         self.net.flush()
         self.assertIsNotNone(client.lost)
-        self.assertEqual(self.upsd.requests, [])
+        self.assertEqual(self.upsd_end.servers, [])
         self.assertLogged("does not match --pin", "sha256:" + "00" * 32,
                           _certs.fingerprint_sha256(pki().server))
 
@@ -753,7 +825,7 @@ class ClientShimTests(ClientShimTestCase):
         client.send(b"USERNAME mon\n")
         self.net.flush()
         self.assertEqual(client.lines, [b"ERR DRIVER-NOT-CONNECTED"])
-        self.assertEqual(self.upsd.requests, [])
+        self.assertEqual(self.upsd_end.servers, [])
         self.assertLogged("Remote localhost:401 unusable", "not trusted")
 
     def test_wrong_name(self) -> None:
@@ -768,7 +840,7 @@ class ClientShimTests(ClientShimTestCase):
         client.send(b"USERNAME mon\n")
         self.net.flush()
         self.assertEqual(client.lines, [b"ERR DRIVER-NOT-CONNECTED"])
-        self.assertEqual(self.upsd.requests, [])
+        self.assertEqual(self.upsd_end.servers, [])
         self.assertLogged("server certificate not for ups.example.org", "--server-name")
 
     def test_client_certificate(self) -> None:
@@ -888,10 +960,10 @@ class StringEndpoint:
         return succeed(proto)
 
 
-class ClientShimUnitTests(SynchronousTestCase):
+class ClientShimUnitCase(SynchronousTestCase):
     """
     The client shim's legacy side on a L{StringTransport}, the remote
-    scripted by hand: what is written when, and flow control.
+    scripted by hand.
     """
 
     def setUp(self) -> None:
@@ -914,6 +986,12 @@ class ClientShimUnitTests(SynchronousTestCase):
         self.remote.dataReceived(b"OK STARTTLS\n")
         self.remote.dataReceived(b"1.3\n")
 
+
+class ClientShimUnitTests(ClientShimUnitCase):
+    """
+    The client shim, by hand: what is written when, and flow control.
+    """
+
     def test_credentials_held(self) -> None:
         """
         USERNAME and PASSWORD are not written to the remote until TLS was
@@ -931,10 +1009,11 @@ class ClientShimUnitTests(SynchronousTestCase):
 
     def test_starttls_refused(self) -> None:
         """
-        A remote without STARTTLS (or the published shim's bare C{OK}) is
-        refused: the client gets errors, the credentials stay here.
+        A remote without STARTTLS (or answering it with anything but C{OK}
+        or C{OK STARTTLS}) is refused: the client gets errors, the
+        credentials stay here.
         """
-        for answer in (b"ERR FEATURE-NOT-CONFIGURED\n", b"OK\n"):
+        for answer in (b"ERR FEATURE-NOT-CONFIGURED\n", b"OK Goodbye\n", b"OK STARTTLSX\n"):
             self.setUp()
             self.proto.dataReceived(b"USERNAME mon\nPASSWORD secret\n")
             self.remote.dataReceived(answer)
@@ -944,6 +1023,18 @@ class ClientShimUnitTests(SynchronousTestCase):
             self.clock.advance(FAIL_LINGER)
             self.assertTrue(self.legacy.disconnecting)
         self.assertTrue(any("refused STARTTLS" in formatEvent(e) for e in self.log))
+
+    def test_bare_ok_accepted(self) -> None:
+        """
+        RFC 9271 Appendix D.1.1's server shim (the published upsdTLS.py)
+        answers a bare C{OK}: that starts TLS as C{OK STARTTLS} does.
+        """
+        self.proto.dataReceived(b"USERNAME mon\n")
+        self.remote.dataReceived(b"OK\r\n")
+        self.assertIsNotNone(self.wire.tls)
+        self.assertEqual(self.wire.value(), b"STARTTLS\nPROTVER\n")
+        self.remote.dataReceived(b"1.3\n")
+        self.assertEqual(self.wire.value(), b"STARTTLS\nPROTVER\nUSERNAME mon\n")
 
     def test_plaintext_after_ok(self) -> None:
         """
@@ -1010,20 +1101,19 @@ class ClientShimUnitTests(SynchronousTestCase):
         self.assertEqual(self.wire.producerState, "producing")
         self.assertEqual(self.wire.value(), sent + b"LIST VAR ups\n")
 
-    def test_slow_client_replies_drained(self) -> None:
+    def test_slow_client_remote_held_at_once(self) -> None:
         """
-        With replies pending, a slow client's remote is still read until
-        they are all in (upsd must never block writing to the shim); then
-        it is paused.
+        Even with replies pending, a slow client's remote is paused at once
+        (a server shim or nut-upsd never blocks on a full socket), so a
+        stalled reader costs the client shim one transport buffer, not
+        L{MAX_OUTSTANDING} replies; reading again resumes it.
         """
         self.confirm()
         self.proto.dataReceived(b"LIST VAR ups\nVER\n")
         self.legacy.producer.pauseProducing()
-        self.assertEqual(self.wire.producerState, "producing")
-        self.remote.dataReceived(b"BEGIN LIST VAR ups\nVAR ups a \"1\"\n")
-        self.assertEqual(self.wire.producerState, "producing")
-        self.remote.dataReceived(b"END LIST VAR ups\nNetwork UPS Tools\n")
         self.assertEqual(self.wire.producerState, "paused")
+        self.legacy.producer.resumeProducing()
+        self.assertEqual(self.wire.producerState, "producing")
 
     def test_backpressure_slow_remote(self) -> None:
         """
@@ -1093,6 +1183,512 @@ class ClientShimUnitTests(SynchronousTestCase):
         self.remote.dataReceived(b"Network UPS Tools\n")
         self.assertEqual(self.legacy.value(), b"Network UPS Tools\nERR TOO-LONG\n")
         self.assertTrue(self.legacy.disconnecting)
+
+
+class ServerShimSessionTests(ShimTestCase):
+    """
+    How a server shim session ends (LOGOUT), what counts as a request
+    (continuations, STARTTLS in any spelling), and that upsd is connected
+    to only for clients through TLS.
+    """
+
+    def test_logout_ends_session(self) -> None:
+        """
+        After C{OK Goodbye} the client's TLS session ends even when the
+        upstream does not close (a server with nut-upsd's old bug): both
+        sides are closed and what the client sent behind LOGOUT never
+        reaches upsd.
+        """
+        self.upsd_closes = False
+        client = self.tls_client()
+        client.send(b"GET VAR ups ups.status\nLOGOUT\nUSERNAME evil\nFSD ups\n")
+        self.net.flush()
+        self.assertEqual(client.lines[1:], [b'VAR ups ups.status "OL"', b"OK Goodbye"])
+        self.assertIsNotNone(client.lost)
+        self.assertTrue(self.upsd.lost)
+        self.assertEqual(self.upsd.requests, [b"GET VAR ups ups.status", b"LOGOUT"])
+        self.assertEqual(self.server.connections, set())
+
+    def test_logout_closes_with_producer(self) -> None:
+        """
+        The close after C{OK Goodbye} reaches the client through a TLS
+        transport whose producer sits in the TLS layer (as on a real TCP
+        transport): Twisted's TLS does not start closing while a producer
+        is registered, so the shim unregisters it first.
+        """
+        client = self.tls_client()
+        proto = next(iter(self.server.connections))
+        self.assertIsNotNone(proto.transport.layer._producer)
+        client.send(b"LOGOUT\n")
+        self.net.flush()
+        self.assertEqual(client.lines[-1], b"OK Goodbye")
+        self.assertIsNotNone(client.lost)
+        self.assertEqual(self.server.connections, set())
+
+    def test_failed_logout_goes_on(self) -> None:
+        """
+        A LOGOUT upsd refuses (C{LOGOUT x}), or a DETACH a NUT 2.8.0 upsd
+        does not know, does not end the session: what follows is served.
+        """
+        client = self.tls_client()
+        client.send(b"LOGOUT x\nDETACH\nGET VAR ups ups.status\n")
+        self.net.flush()
+        self.assertEqual(
+            client.lines[1:],
+            [b"ERR INVALID-ARGUMENT", b"ERR UNKNOWN-COMMAND", b'VAR ups ups.status "OL"'],
+        )
+        self.assertIsNone(client.lost)
+
+    def test_close_notify_unanswered(self) -> None:
+        """
+        A TLS peer that never answers the shim's close_notify (nor closes)
+        is aborted L{CLOSE_GRACE} seconds later.
+        """
+        transport = StringTransport()
+        directlyProvides(transport, ISSLTransport)
+        aborted: List[bool] = []
+        transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+        close(transport, self.clock)
+        self.assertTrue(transport.disconnecting)
+        self.clock.advance(CLOSE_GRACE - 0.1)
+        self.assertEqual(aborted, [])
+        self.clock.advance(0.1)
+        self.assertEqual(aborted, [True])
+        plain = StringTransport()
+        close(plain, self.clock)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_no_upstream_before_tls(self) -> None:
+        """
+        upsd is connected to only once TLS is up: not for a connection that
+        only connects, nor for plaintext requests, nor before the
+        handshake finishes.
+        """
+        client = Client()
+        self.connect_server(client)
+        client.send(b"USERNAME mon\nPASSWORD pw\nLIST UPS\n")
+        self.net.flush()
+        self.assertEqual(self.upsd_end.servers, [])
+        client.tls = client_tls()
+        client.send(b"STARTTLS\n")
+        self.net.flush()
+        self.assertEqual(len(self.upsd_end.servers), 1)
+        client.send(b"GET VAR ups ups.status\n")
+        self.net.flush()
+        self.assertEqual(client.lines[-1], b'VAR ups ups.status "OL"')
+
+    def test_starttls_spellings(self) -> None:
+        """
+        Every spelling nut-upsd takes for STARTTLS starts TLS here too:
+        extra words, a comment, quotes, lower case, CR, a continuation.
+        """
+        for request in (b"STARTTLS extra\n", b"STARTTLS # comment\n", b'"STARTTLS"\n',
+                        b"starttls\r\n", b"START\\\nTLS\n"):
+            client = Client(client_tls())
+            self.connect_server(client)
+            client.send(request)
+            self.net.flush()
+            client.send(b"GET VAR ups ups.status\n")
+            self.net.flush()
+            self.assertEqual(client.lines, [b"OK STARTTLS", b'VAR ups ups.status "OL"'], request)
+
+    def test_continued_request_inside_tls(self) -> None:
+        """
+        Inside TLS a request continued over two lines is one request (the
+        shim's own replies stay in order behind its reply), and a continued
+        or quoted STARTTLS is the shim's, never upsd's.
+        """
+        client = self.tls_client()
+        self.upsd.hold = True
+        client.send(b"GET VAR ups \\\nups.status\nSTART\\\nTLS\n\"STARTTLS\"\nGET VAR ups ups.status\n")
+        self.net.flush()
+        self.upsd.release()
+        self.net.flush()
+        self.assertEqual(
+            client.lines[1:],
+            [b'VAR ups ups.status "OL"', b"ERR TLS-ALREADY-ENABLED", b"ERR TLS-ALREADY-ENABLED",
+             b'VAR ups ups.status "OL"'],
+        )
+        self.assertEqual(self.upsd.requests, [b"GET VAR ups ups.status"] * 2)
+
+    def test_continuation_bounded(self) -> None:
+        """
+        A request continued for ever is cut at the line limit.
+        """
+        client = self.tls_client()
+        client.send(b"x\\\n" * (MAX_LINE // 3 + 2))
+        self.net.flush()
+        self.assertEqual(client.lines[-1], b"ERR TOO-LONG")
+        self.assertIsNotNone(client.lost)
+
+    def test_bare_ok_shim(self) -> None:
+        """
+        The client shim works through an RFC-literal server shim that
+        answers STARTTLS with a bare C{OK} (Appendix D.1.1, upsdTLS.py).
+        """
+
+        class BareOK(ServerShimProtocol):
+            starttls_reply = b"OK\n"
+
+        self.server.protocol = BareOK
+        shim = ClientShimFactory(
+            self.clock, Endpoint(self.net, lambda: self.server.buildProtocol(None)), "localhost:401",
+            handshake_timeout=10,
+            tls_options=client_tls_options("localhost", cafile=self.files["ca.pem"]),
+        )
+        legacy = Client()
+        self.net.pair(shim.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)), legacy)
+        legacy.send(b"GET VAR ups ups.status\n")
+        self.net.flush()
+        self.assertEqual(legacy.lines, [b'VAR ups ups.status "OL"'])
+
+
+@implementer(ITCPTransport)
+class TLSStringTransport(RemoteTransport):
+    """A client connection of the server shim: startTLS recorded, never done."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__()
+        self.peerAddress = IPv4Address("TCP", host, port)
+        self.aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.disconnecting = True
+
+
+class PendingTLSTests(SynchronousTestCase):
+    """
+    The server shim's bound on connections without TLS, on string
+    transports and a clock.
+    """
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())
+        self.files = pki().write(self.dir)
+        self.clock = Clock()
+        self.upstream = StringEndpoint()
+        conf = replace(UpsdConf(), certfile=self.files["server.pem"])
+        self.factory = ServerShimFactory(
+            self.clock, self.upstream, "127.0.0.1:3493", handshake_timeout=10,
+            tls_options=server_tls_options(conf, self.dir), max_pending_tls=3,
+        )
+        self.log = observe(self)
+        self.port = 1000
+
+    def connect(self) -> Any:
+        self.port += 1
+        proto: Any = self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", self.port))
+        proto.makeConnection(TLSStringTransport("192.0.2.1", self.port))
+        return proto
+
+    def lose(self, *protos: Any) -> None:
+        for proto in protos:
+            if proto.transport.aborted and not proto._lost:
+                proto.connectionLost(Failure(ConnectionRefusedError()))
+
+    def test_oldest_plaintext_dropped(self) -> None:
+        """
+        Beyond the bound the oldest plaintext connection is dropped, before
+        any that is handshaking; upsd is connected to for none of them.
+        """
+        a, b, c = self.connect(), self.connect(), self.connect()
+        a.dataReceived(b"STARTTLS\n")
+        self.assertIsNotNone(a.transport.tls)
+        d = self.connect()
+        self.assertEqual([p.transport.aborted for p in (a, b, c, d)], [False, True, False, False])
+        e = self.connect()
+        self.assertEqual([p.transport.aborted for p in (a, c, d, e)], [False, True, False, False])
+        self.lose(b, c)
+        self.assertEqual(self.factory.pending_tls, 3)
+        self.assertEqual(self.upstream.protos, [])
+
+    def test_oldest_handshake_dropped_last(self) -> None:
+        """
+        With only handshakes to drop, the oldest goes; the newcomer stays.
+        """
+        protos = [self.connect() for _ in range(3)]
+        for proto in protos:
+            proto.dataReceived(b"STARTTLS\n")
+        d = self.connect()
+        self.assertEqual([p.transport.aborted for p in protos + [d]], [True, False, False, False])
+        self.lose(*protos)
+        self.assertEqual(self.factory.pending_tls, 3)
+
+    def test_tls_up_leaves_the_count(self) -> None:
+        """
+        A connection whose handshake completed no longer counts, gets its
+        upsd connection at once, and is never dropped for newcomers.
+        """
+        a = self.connect()
+        a.dataReceived(b"STARTTLS\n")
+        a.handshakeCompleted()
+        self.assertEqual(len(self.upstream.protos), 1)
+        self.assertEqual(self.factory.pending_tls, 0)
+        for _ in range(5):
+            self.connect()
+        self.assertFalse(a.transport.aborted)
+        self.assertEqual(self.factory.pending_tls, 3)
+
+    def test_drops_logged_sparingly(self) -> None:
+        """
+        The first drop is logged at once, the rest counted every
+        L{DROP_LOG_PERIOD} seconds.
+        """
+        for _ in range(3 + 50):
+            self.connect()
+        drops = [formatEvent(e) for e in self.log if "without TLS" in formatEvent(e)]
+        self.assertEqual(len(drops), 1)
+        self.assertIn("More than 3 connections without TLS", drops[0])
+        self.clock.advance(DROP_LOG_PERIOD)
+        drops = [formatEvent(e) for e in self.log if "without TLS" in formatEvent(e)]
+        self.assertEqual(len(drops), 2)
+        self.assertIn("Dropped 49 more", drops[1])
+        self.clock.advance(DROP_LOG_PERIOD)
+        self.assertEqual(len([e for e in self.log if "without TLS" in formatEvent(e)]), 2)
+
+    def test_deadline(self) -> None:
+        """
+        Each connection has the handshake timeout to get TLS up.
+        """
+        a = self.connect()
+        b = self.connect()
+        b.dataReceived(b"STARTTLS\n")
+        self.clock.advance(10)
+        self.assertTrue(a.transport.aborted)
+        self.assertTrue(b.transport.aborted)
+        self.assertEqual(self.upstream.protos, [])
+
+
+class ClientShimSessionTests(ClientShimUnitCase):
+    """
+    How a client shim session ends.
+    """
+
+    def test_logout_ends_session(self) -> None:
+        """
+        After the remote's C{OK Goodbye} both sides are closed even if the
+        remote keeps its side open (nut-upsd's old bug made the legacy
+        client wait for its 60 s idle timeout); nothing sent behind LOGOUT
+        is forwarded.
+        """
+        self.confirm()
+        base = len(self.wire.value())
+        self.proto.dataReceived(b"LOGOUT\nUSERNAME evil\n")
+        self.assertEqual(self.wire.value()[base:], b"LOGOUT\n")
+        self.remote.dataReceived(b"OK Goodbye\n")
+        self.assertEqual(self.legacy.value(), b"OK Goodbye\n")
+        self.assertTrue(self.legacy.disconnecting)
+        self.assertTrue(self.wire.disconnecting)
+        self.assertEqual(self.wire.value()[base:], b"LOGOUT\n")
+        self.proto.dataReceived(b"FSD ups\n")
+        self.assertEqual(self.wire.value()[base:], b"LOGOUT\n")
+
+    def test_detach_ends_session(self) -> None:
+        """
+        DETACH, RFC 9271's name for LOGOUT, ends it the same way.
+        """
+        self.confirm()
+        self.proto.dataReceived(b"detach\r\n")
+        self.remote.dataReceived(b"OK Goodbye\n")
+        self.assertTrue(self.legacy.disconnecting)
+
+    def test_goodbye_after_other_replies(self) -> None:
+        """
+        Replies before the LOGOUT's, arriving in pieces with it, are passed
+        on whole; only the LOGOUT's own C{OK Goodbye} ends the session.
+        """
+        self.confirm()
+        self.proto.dataReceived(b"LIST VAR ups\nLOGOUT\n")
+        self.remote.dataReceived(b"BEGIN LIST VAR ups\nVAR ups a \"OK Goodbye\"\n")
+        self.assertFalse(self.legacy.disconnecting)
+        self.remote.dataReceived(b"END LIST VAR ups\nOK Good")
+        self.assertFalse(self.legacy.disconnecting)
+        self.remote.dataReceived(b"bye\n")
+        self.assertTrue(self.legacy.disconnecting)
+        self.assertTrue(self.legacy.value().endswith(b"END LIST VAR ups\nOK Goodbye\n"))
+
+
+class ThreadlessReactor(MemoryReactorClock):
+    """A memory reactor whose C{callFromThread} runs the call at once."""
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        f(*args, **kw)
+
+
+class ServerReloadTests(SynchronousTestCase):
+    """
+    SIGHUP in the server shim: signals installed from startService, the
+    certificate, key, CA and allow list read again, a bad file refused.
+    """
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())
+        self.files = pki().write(self.dir)
+        self.cert = os.path.join(self.dir, "live.pem")
+        self.allow = os.path.join(self.dir, "allow")
+        self.copy("server.pem", self.cert)
+        with open(self.allow, "w") as f:
+            f.write("# who\n192.0.2.0/24\n")
+        self.log = observe(self)
+        self.sig = FakeSignal()
+        options = tap_server.Options()
+        options.parseOptions(["--certfile", self.cert, "--allow-file", self.allow,
+                              "--allow", "10.0.0.1", "--listen", "tcp:4401"])
+        self.reactor = ThreadlessReactor()
+        service: Any = tap_server.makeService(options, self.reactor, self.sig)  # type: ignore[arg-type]
+        self.service = service
+        self.service.privilegedStartService()
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.factory: ServerShimFactory = self.service.factory
+
+    def copy(self, name: str, to: str) -> None:
+        with open(self.files[name], "rb") as src, open(to, "wb") as dst:
+            dst.write(src.read())
+
+    def fingerprint(self) -> str:
+        return _certs.fingerprint_sha256(self.factory.tls_options.leaf)
+
+    def test_signals(self) -> None:
+        """
+        SIGHUP is the shim's (reload); SIGUSR1 and SIGUSR2 are logged and
+        ignored, never left at their default (which ends the process).
+        """
+        self.assertEqual(self.service.signals,
+                         {"SIGHUP": "ours", "SIGUSR1": "ignored", "SIGUSR2": "ignored"})
+        for signum in (FakeSignal.SIGUSR1, FakeSignal.SIGUSR2):
+            self.sig.deliver(signum)
+        self.assertTrue(any("SIGUSR1 received and ignored" in formatEvent(e) for e in self.log))
+
+    def test_twistd_log_rotation_kept(self) -> None:
+        """
+        A SIGUSR1 handler twistd installed (--logfile rotation) stays.
+        """
+        rotate = lambda *a: None  # noqa: E731
+        sig = FakeSignal()
+        sig.handlers[FakeSignal.SIGUSR1] = rotate
+        service = ShimService(self.reactor, "nut-server-shim", lambda: "", sig)  # type: ignore[arg-type]
+        service.startService()
+        self.assertEqual(service.signals["SIGUSR1"], "kept")
+        self.assertIs(sig.handlers[FakeSignal.SIGUSR1], rotate)
+
+    def test_certificate_swapped(self) -> None:
+        """
+        A new certificate in the same file is used after SIGHUP.
+        """
+        before = self.fingerprint()
+        new, key = _certs.make_leaf(pki().ca, pki().ca_key, "localhost", ["127.0.0.1"], "server")
+        with open(self.cert, "wb") as f:
+            f.write(_certs.leaf_pem(new, key, [pki().ca]))
+        self.sig.deliver(FakeSignal.SIGHUP)
+        self.assertNotEqual(self.fingerprint(), before)
+        self.assertEqual(self.fingerprint(), _certs.fingerprint_sha256(new))
+        self.assertTrue(any("reloaded" in formatEvent(e) for e in self.log))
+
+    def test_bad_certificate_kept(self) -> None:
+        """
+        Junk, a mismatched key, an expired certificate or a missing file
+        are refused with one line naming the file; the old one stays.
+        """
+        before = self.fingerprint()
+        for name, words in (("junk", "not a PEM file"), ("mismatched.pem", "does not match"),
+                            ("expired.pem", "expired"), ("missing", "no such file")):
+            if name == "junk":
+                with open(self.cert, "wb") as f:
+                    f.write(b"junk\n")
+            elif name == "missing":
+                os.remove(self.cert)
+            else:
+                self.copy(name, self.cert)
+            self.assertFalse(self.service.reload())
+            self.assertEqual(self.fingerprint(), before)
+            line = [formatEvent(e) for e in self.log if "reload refused" in formatEvent(e)][-1]
+            self.assertIn(f"{self.cert}: --certfile: ", line)
+            self.assertIn(words, line)
+            self.assertNotIn("\n", line)
+
+    def test_allow_file(self) -> None:
+        """
+        The allow file is read again; --allow stays; a bad line is refused
+        with its number.
+        """
+        self.assertEqual([str(n) for n in self.factory.allow], ["10.0.0.1/32", "192.0.2.0/24"])
+        with open(self.allow, "w") as f:
+            f.write("198.51.100.7\n")
+        self.assertTrue(self.service.reload())
+        self.assertEqual([str(n) for n in self.factory.allow], ["10.0.0.1/32", "198.51.100.7/32"])
+        self.assertIsNone(self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.9", 1)))
+        with open(self.allow, "w") as f:
+            f.write("198.51.100.7\n10.0.0.0/33\n")
+        self.assertFalse(self.service.reload())
+        self.assertEqual([str(n) for n in self.factory.allow], ["10.0.0.1/32", "198.51.100.7/32"])
+        self.assertTrue(any(f"{self.allow}:2: --allow-file" in formatEvent(e) for e in self.log))
+
+
+class ClientReloadTests(ClientShimTestCase):
+    """
+    SIGHUP in the client shim: the --config file (pins), certificates and
+    CA read again for new sessions; open sessions go on.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.config = os.path.join(self.dir, "shim.ini")
+        self.write_config(_certs.fingerprint_sha256(pki().server))
+        options = tap_client.Options()
+        options.parseOptions(["--upstream", "localhost:401", "--config", self.config])
+        service: Any = tap_client.makeService(options, ThreadlessReactor(), FakeSignal())  # type: ignore[arg-type]
+        self.service = service
+        self.shim = self.service.factories[0]
+        self.shim.upstream = self.remote_end
+        self.shim.clock = self.clock
+
+    def write_config(self, pin: str, extra: str = "") -> None:
+        with open(self.config, "w") as f:
+            f.write(f"[shim]\npin = {pin}\n{extra}")
+
+    def test_pin_reloaded(self) -> None:
+        """
+        A changed pin applies to the next session, not to the open one.
+        """
+        first = self.legacy()
+        first.send(b"GET VAR ups ups.status\n")
+        self.net.flush()
+        self.write_config("sha256:" + "00" * 32)
+        self.assertTrue(self.service.reload())
+        first.send(b"GET VAR ups ups.status\n")
+        self.net.flush()
+        self.assertEqual(first.lines, [b'VAR ups ups.status "OL"'] * 2)
+        second = self.legacy()
+        second.send(b"GET VAR ups ups.status\n")
+        self.net.flush()
+        self.assertEqual(second.lines, [b"ERR DRIVER-NOT-CONNECTED"])
+        self.assertLogged("does not match --pin")
+
+    def test_bad_config_kept(self) -> None:
+        """
+        A broken config file or CA file is refused; the running settings
+        stay and serve.
+        """
+        for text in ("[shim\n", f"[shim]\ncafile = {self.files['nokey.pem']}x\n"):
+            with open(self.config, "w") as f:
+                f.write(text)
+            self.assertFalse(self.service.reload())
+            client = self.legacy()
+            client.send(b"GET VAR ups ups.status\n")
+            self.net.flush()
+            self.assertEqual(client.lines, [b'VAR ups ups.status "OL"'])
+        self.assertLogged("reload refused", "nokey.pemx: --cafile: cannot read")
+
+    def test_listener_change_noted(self) -> None:
+        """
+        What needs a restart (a new remote) is said; the rest is applied.
+        """
+        self.write_config(_certs.fingerprint_sha256(pki().server),
+                          "[remote more]\nlisten = tcp:3999\nupstream = other.example\n")
+        self.assertTrue(self.service.reload())
+        self.assertLogged("reloaded", "remote more is new: needs a restart")
 
 
 # ---------------------------------------------------------------------------
@@ -1188,9 +1784,11 @@ class OptionsTests(SynchronousTestCase):
             (["--certfile", self.files["server.pem"], "--upstream", "h:99999"], "bad port"),
             (["--certfile", self.files["server.pem"], "--min-tls", "1.1"], "1.2 or 1.3"),
         ):
-            with self.assertRaises(usage.UsageError) as e:
+            with self.assertRaises(ShimExit) as e:
                 tap_server.Options().parseOptions(args)
             self.assertIn(text, str(e.exception), args)
+            self.assertTrue(str(e.exception).startswith("nut-server-shim: "), str(e.exception))
+            self.assertNotIn("\n", str(e.exception))
 
     def test_server_service(self) -> None:
         """
@@ -1272,9 +1870,10 @@ class OptionsTests(SynchronousTestCase):
             (["--remote", "tcp:1"], "LISTEN_ENDPOINT=HOST"),
             (["--cafile", ca, "--remote", "tcp:1=a", "--remote", "tcp:1=b"], "used for both"),
         ):
-            with self.assertRaises(usage.UsageError) as e:
+            with self.assertRaises(ShimExit) as e:
                 tap_client.Options().parseOptions(args)
             self.assertIn(text, str(e.exception), args)
+            self.assertTrue(str(e.exception).startswith("nut-client-shim: "), str(e.exception))
 
 
 class ListenerServiceTests(SynchronousTestCase):

@@ -58,16 +58,19 @@ class ProtocolTests(SynchronousTestCase):
             proto.dataReceived(bytes([byte]))
         self.assertEqual(tr.value(), b'VAR fake battery.charge "90"\n')
 
-    def test_list_one_write(self) -> None:
+    def test_list_two_writes(self) -> None:
         """
-        A LIST reply is handed to the transport in one write.
+        A LIST reply is handed to the transport in two writes: its
+        C{BEGIN LIST} line, then the whole body in one piece.
         """
         proto, tr = connect(self.factory)
         writes: list[bytes] = []
         tr.write = writes.append  # type: ignore[method-assign]
         proto.dataReceived(b"LIST VAR fake\n")
-        self.assertEqual(len(writes), 1)
-        self.assertTrue(writes[0].endswith(b"END LIST VAR fake\n"))
+        self.assertEqual(len(writes), 2)
+        self.assertEqual(writes[0], b"BEGIN LIST VAR fake\n")
+        self.assertTrue(writes[1].startswith(b"VAR fake "))
+        self.assertTrue(writes[1].endswith(b"END LIST VAR fake\n"))
 
     def test_logout_closes(self) -> None:
         """

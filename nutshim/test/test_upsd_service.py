@@ -5,10 +5,13 @@ drivers and listeners, reload, all on a C{MemoryReactor}.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any, List
 
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,7 +20,8 @@ from nutshim.config.upsconf import UpsSection
 from nutshim.testing import MemoryDriver
 from nutshim.upsd import tap
 from nutshim.upsd.registry import Session
-from nutshim.upsd.service import UpsdService, allow_no_device, listen_endpoints
+from nutshim.upsd.listeners import StartupError, listen_endpoints
+from nutshim.upsd.service import UpsdService, allow_no_device
 
 
 class Builder:
@@ -136,6 +140,48 @@ class ServiceTests(SynchronousTestCase):
         self.assertFalse(svc.reload())
         self.assertIsNotNone(svc.registry.get("b"))
 
+    def test_reload_atomic_per_file(self) -> None:
+        """
+        A reload whose file would drop or change a user, a UPS or a setting
+        keeps the whole running configuration and logs FILE:LINE: an
+        unbalanced quote on line 8 of upsd.users (NUT: every later user
+        denied), a section header missing its bracket (NUT: that user gone,
+        its lines given to the user above), a broken ups.conf section, a
+        bad upsd.conf value.
+        """
+        users = "".join(f"[u{i}]\n password = p{i}\n" for i in range(1, 4))
+        self.write("upsd.users", "[u]\n password = p\n upsmon primary\n" + users)
+        svc = self.service()
+        log = EventLoggingObserver()
+        globalLogPublisher.addObserver(log)
+        self.addCleanup(globalLogPublisher.removeObserver, log)
+        broken = [
+            ("upsd.users", "[u]\n password = p\n[u1]\n password = p1\n"
+                           '[u2]\n password = p2\n[u3]\n password = "p3\n[u4]\n password = p4\n', 8),
+            ("upsd.users", "[u]\n password = p\n upsmon primary\n[u1\n password = x\n", 4),
+            ("ups.conf", "[a]\n driver = nutshim-sim\n port = a.dev\n[b\n driver = dummy-ups\n", 4),
+            ("upsd.conf", "LISTEN 127.0.0.1 3493\nMAXAGE soon\n", 2),
+        ]
+        good = {name: open(os.path.join(self.confdir, name)).read()
+                for name in ("upsd.users", "ups.conf", "upsd.conf")}
+        for name, text, lineno in broken:
+            self.write(name, text)
+            self.assertFalse(svc.reload(), name)
+            self.write(name, good[name])
+            for i in range(1, 4):
+                self.assertIsNotNone(svc.config.users.authenticate(f"u{i}", f"p{i}"), (name, i))
+            self.assertTrue(svc.engine.users.check_action("u", "p", "FSD"))
+            self.assertEqual([e.name for e in svc.registry], ["a", "b"])
+            self.assertEqual(svc.config.upsd.maxconn, 10)
+            where = f"{os.path.join(self.confdir, name)}:{lineno}: "
+            self.assertTrue(any(where in formatEvent(e) and "Reload failed" in formatEvent(e)
+                                for e in log), (name, [formatEvent(e) for e in log]))
+        # An unknown key is a warning NUT also tolerates: the rest applies.
+        self.write("upsd.users", "[u]\n password = p\n colour = blue\n[u1]\n password = p1\n")
+        self.assertTrue(svc.reload())
+        self.assertIsNone(svc.config.users.authenticate("u2", "p2"))
+        self.assertTrue(any("Unrecognized user setting colour" in formatEvent(e) for e in log))
+
     def test_users_reloaded(self) -> None:
         """
         Sessions are checked against the new users table after a reload.
@@ -182,15 +228,116 @@ class TapTests(SynchronousTestCase):
 
     def test_bad_config(self) -> None:
         """
-        A broken configuration is a usage error naming file and line.
+        A broken configuration stops twistd with one line naming file and
+        line (a SystemExit: no usage text).
         """
         confdir = self.mktemp()
         os.makedirs(confdir)
         with open(os.path.join(confdir, "upsd.conf"), "w") as f:
             f.write("MAXAGE 5\nLISTEN 127.0.0.1 notaport\n")
         opts = tap.Options()
-        e = self.assertRaises(usage.UsageError, opts.parseOptions, ["--confdir", confdir])
-        self.assertIn("upsd.conf:2", str(e))
+        e = self.assertRaises(StartupError, opts.parseOptions, ["--confdir", confdir])
+        self.assertEqual(
+            str(e),
+            f"nut-upsd: {confdir}/upsd.conf:2: LISTEN port must be a number from 0 to 65535,"
+            " not 'notaport'",
+        )
+
+    def test_confdir(self) -> None:
+        """
+        An explicit directory (--confdir, NUT_CONFPATH) must exist; the
+        default may be missing (a fresh machine: the demo); C{-c reload},
+        NUT's habit, says how to reload nut-upsd.
+        """
+        missing = self.mktemp()
+        e = self.assertRaises(SystemExit, tap.choose_confdir, missing, {})
+        self.assertEqual(str(e), f"nut-upsd: {missing}: no such configuration directory (--confdir)")
+        e = self.assertRaises(SystemExit, tap.choose_confdir, None, {"NUT_CONFPATH": missing})
+        self.assertEqual(str(e), f"nut-upsd: {missing}: no such configuration directory (NUT_CONFPATH)")
+        self.assertEqual(tap.choose_confdir(None, {}), "/etc/nut")
+        self.assertEqual(tap.choose_confdir(None, {"NUT_CONFPATH": ""}), "/etc/nut")
+        for command in ("reload", "stop"):
+            e = self.assertRaises(SystemExit, tap.choose_confdir, command, {})
+            self.assertIn(f"-c {command}: -c is --confdir for nut-upsd", str(e))
+        self.assertIn("SIGHUP", str(self.assertRaises(SystemExit, tap.choose_confdir, "reload", {})))
+        os.makedirs("reload")
+        self.addCleanup(os.rmdir, "reload")
+        self.assertEqual(tap.choose_confdir("reload", {}), "reload")
+
+    def test_demo_only_without_sections(self) -> None:
+        """
+        The demo is served for a missing ups.conf or one without any
+        section, and logged loudly; a ups.conf whose sections are all
+        unusable stops the daemon instead.
+        """
+        confdir = self.mktemp()
+        os.makedirs(confdir)
+        for text in (None, "# all comments, like Debian's\n  maxretry = 3\n"):
+            if text is not None:
+                with open(os.path.join(confdir, "ups.conf"), "w") as f:
+                    f.write(text)
+            opts = tap.Options()
+            opts.parseOptions(["--confdir", confdir, "--listen", "tcp:3493"])
+            svc = tap.makeService(opts, MemoryReactorClock())
+            assert isinstance(svc, UpsdService)
+            self.assertTrue(svc.demo)
+            log = EventLoggingObserver()
+            globalLogPublisher.addObserver(log)
+            self.addCleanup(globalLogPublisher.removeObserver, log)
+            svc.startService()
+            self.addCleanup(svc.stopService)
+            [warning] = [e for e in log if "DEMO MODE" in formatEvent(e)]
+            self.assertIn("SIMULATED UPS [demo]", formatEvent(warning))
+            self.assertEqual(warning["log_level"].name, "warn")
+        for text, line in (("[a]\n desc = x\n[b]\n driver = dummy-ups\n", 1),
+                           ('[a]\n driver = dummy-ups\n port = "x\n', 3)):
+            with open(os.path.join(confdir, "ups.conf"), "w") as f:
+                f.write(text)
+            e = self.assertRaises(StartupError, tap.Options().parseOptions, ["--confdir", confdir])
+            self.assertIn(f"ups.conf:{line}: ", str(e))
+
+    def test_signals(self) -> None:
+        """
+        The service installs nutshim.signals' handlers: SIGHUP reloads,
+        SIGUSR1 and SIGUSR2 are logged and ignored (never left at their
+        default, which would end the daemon); a handler twistd installed
+        (log rotation) is kept.
+        """
+        from nutshim.test.test_signals import FakeReactor, FakeSignal
+
+        confdir = self.mktemp()
+        os.makedirs(confdir)
+        sig = FakeSignal()
+        rotate = lambda *a: None  # noqa: E731
+        sig.handlers[sig.SIGUSR1] = rotate
+        reactor = FakeReactor()
+        memory = MemoryReactorClock()
+        reactor.seconds = memory.seconds  # type: ignore[attr-defined]
+        reactor.listenTCP = memory.listenTCP  # type: ignore[attr-defined]
+        reactor.callLater = memory.callLater  # type: ignore[attr-defined]
+        svc = UpsdService(load_config(confdir), reactor, listen_override=["tcp:3493"],
+                          driver_builder=Builder(), signals=sig)  # type: ignore[arg-type]
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        self.assertIs(sig.handlers[sig.SIGUSR1], rotate)
+        log = EventLoggingObserver()
+        globalLogPublisher.addObserver(log)
+        self.addCleanup(globalLogPublisher.removeObserver, log)
+        with open(os.path.join(confdir, "ups.conf"), "w") as f:
+            f.write("[new]\n driver = dummy-ups\n port = x\n")
+        sig.deliver(sig.SIGHUP)
+        sig.deliver(sig.SIGUSR2)
+        reactor.run_calls()
+        self.assertEqual([e.name for e in svc.registry], ["new"])
+        self.assertTrue(any("SIGUSR2 received and ignored" in formatEvent(e) for e in log))
+
+    def test_misused_option(self) -> None:
+        """
+        A misused option stays a usage error.
+        """
+        path = self.mktemp()
+        self.assertRaises(usage.UsageError, tap.Options().parseOptions,
+                          ["--confdir", self.mktemp(), "--statepath", path])
 
 
 class StartupChecksTests(SynchronousTestCase):
@@ -210,7 +357,7 @@ class StartupChecksTests(SynchronousTestCase):
         A nutshim-* driver that does not exist names ups.conf and its line.
         """
         path = self.confdir("[a]\n driver = nutshim-sim\n port = a.dev\n[b]\n driver = nutshim-nope\n port = x\n")
-        e = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--confdir", path])
+        e = self.assertRaises(StartupError, tap.Options().parseOptions, ["--confdir", path])
         self.assertIn("ups.conf:4", str(e))
         self.assertIn("nutshim-nope", str(e))
 
@@ -227,8 +374,12 @@ class StartupChecksTests(SynchronousTestCase):
         reactor.listenTCP = refuse  # type: ignore[method-assign]
         svc = UpsdService(load_config(path), reactor, listen_override=["tcp:3493:interface=192.0.2.1"],
                           driver_builder=Builder())
-        e = self.assertRaises(SystemExit, svc.startService)
-        self.assertIn("cannot listen", str(e))
+        e = self.assertRaises(StartupError, svc.startService)
+        self.assertEqual(
+            str(e),
+            "nut-upsd: --listen tcp:3493:interface=192.0.2.1: cannot listen on"
+            " tcp:3493:interface=192.0.2.1: address in use: giving up",
+        )
 
     def test_loopback_v6_may_fail(self) -> None:
         """
@@ -241,7 +392,7 @@ class StartupChecksTests(SynchronousTestCase):
 
         def listen(port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
             if interface == "::1":
-                raise OSError("no IPv6")
+                raise CannotListenError(interface, port, OSError(errno.EADDRNOTAVAIL, "no IPv6"))
             return real(port, factory, backlog, interface)
 
         reactor.listenTCP = listen  # type: ignore[method-assign]

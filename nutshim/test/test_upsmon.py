@@ -310,22 +310,33 @@ class NotifyTests(SynchronousTestCase):
     def test_exec(self) -> None:
         """
         EXEC runs NOTIFYCMD through the shell with the message as $1 and
-        NOTIFYTYPE and UPSNAME in the environment.
+        NOTIFYTYPE and UPSNAME in the environment, and UPSGROUP (empty
+        for a name without a group).
         """
         notifier, runner = self.notifier("NOTIFYCMD /bin/notify\nNOTIFYFLAG ONBATT EXEC\n")
         self.assertEqual(notifier.notify("ONBATT", "ups@host"), "UPS ups@host on battery")
         [(argv, env, stdin)] = runner.runs
         self.assertEqual(argv, ["/bin/sh", "-c", '/bin/notify "$1"', "sh",
                                 "UPS ups@host on battery"])
-        self.assertEqual(env, {"PATH": "/bin", "UPSNAME": "ups@host", "NOTIFYTYPE": "ONBATT"})
+        self.assertEqual(env, {"PATH": "/bin", "UPSNAME": "ups@host", "NOTIFYTYPE": "ONBATT",
+                               "UPSGROUP": ""})
+        notifier.notify("ONBATT", "HB:ups@host", "HB")
+        self.assertEqual(runner.runs[-1][1], {"PATH": "/bin", "UPSNAME": "HB:ups@host",
+                                              "NOTIFYTYPE": "ONBATT", "UPSGROUP": "HB"})
 
-    def test_shutdown_has_no_upsname(self) -> None:
+    def test_shutdown_has_empty_upsname(self) -> None:
         """
-        SHUTDOWN concerns no UPS: UPSNAME is not set for it.
+        SHUTDOWN concerns no UPS: UPSNAME is set and empty for it, as NUT's
+        upsmon sets it (upssched exits with "UPSNAME and NOTIFYTYPE must be
+        set" without it, so C{AT SHUTDOWN * ...} would never run); an
+        UPSNAME of the daemon's own environment never leaks through.
         """
         notifier, runner = self.notifier("NOTIFYCMD n\nNOTIFYFLAG SHUTDOWN EXEC\n")
         notifier.notify("SHUTDOWN", None)
-        self.assertEqual(runner.notified(), [("SHUTDOWN", None, "Auto logout and shutdown proceeding")])
+        self.assertEqual(runner.notified(), [("SHUTDOWN", "", "Auto logout and shutdown proceeding")])
+        env = runner.runs[0][1]
+        assert env is not None
+        self.assertEqual((env["UPSNAME"], env["UPSGROUP"]), ("", ""))
 
     def test_wall_syslog_ignore(self) -> None:
         """
@@ -670,7 +681,7 @@ class ShutdownTests(SynchronousTestCase):
         h.clock.advance(0.25)
         self.assertEqual(client.calls.count("NUMATTACH ups"), 4)
         self.assertEqual(h.service.shutdown.phase, Phase.FINAL_DELAY)
-        self.assertEqual(h.types()[-1], ("SHUTDOWN", None))
+        self.assertEqual(h.types()[-1], ("SHUTDOWN", ""))
         self.assertFalse(os.path.exists(self.flag))
         client.status = "OB LB FSD"
         h.clock.advance(2)
@@ -723,7 +734,7 @@ class ShutdownTests(SynchronousTestCase):
         self.assertNotIn("FSD ups", client.calls)
         self.assertNotIn("NUMATTACH ups", client.calls)
         self.assertEqual(h.types(), [("ONBATT", "ups@upsd"), ("FSD", "ups@upsd"),
-                                     ("LOWBATT", "ups@upsd"), ("SHUTDOWN", None)])
+                                     ("LOWBATT", "ups@upsd"), ("SHUTDOWN", "")])
         h.clock.advance(4.9)
         self.assertEqual(h.runner.commands()[-1], '/bin/notify "$1"')
         h.clock.advance(0.1)

@@ -11,7 +11,6 @@ from typing import List
 
 from twisted.application.service import MultiService
 from twisted.internet.testing import MemoryReactorClock
-from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from nutshim.client.tls import TLSConfigError, TLSSettings
@@ -79,21 +78,23 @@ class ParseTests(SynchronousTestCase):
 
     def test_monitor_problems(self) -> None:
         """
-        A bad MONITOR line is skipped with a warning that never shows the
-        password; an unknown role is read as secondary, with a warning.
+        A MONITOR line that would be dropped or misread is an error naming
+        the line, never showing the password: too few values, a system that
+        cannot be split, a bad power value, an unknown role (NUT silently
+        makes it a secondary), a repeated system.
         """
-        conf = parse(
-            "MONITOR ups 1 u secret\n"
-            "MONITOR ups@host:x 1 u secret primary\n"
-            "MONITOR ups -1 u secret primary\n"
-            "MONITOR ups 1 u secret boss\n"
-            "MONITOR ups 1 u secret primary\n"
-        )
-        self.assertEqual(len(conf.monitors), 1)
-        self.assertFalse(conf.monitors[0].primary)
-        self.assertEqual(len(conf.warnings), 5)
-        self.assertTrue(all("secret" not in m for m in messages(conf)))
-        self.assertIn("unknown role 'boss'", messages(conf)[3])
+        for line, fragment in [
+            ("MONITOR ups 1 u secret", "MONITOR needs"),
+            ("MONITOR ups@host:x 1 u secret primary", "cannot read"),
+            ("MONITOR ups -1 u secret primary", "invalid power value"),
+            ("MONITOR ups 1 u secret boss", "unknown role 'boss'"),
+            ("MONITOR ok 1 u secret primary", "already monitored"),
+        ]:
+            error = self.assertRaises(
+                ConfigError, parse, "MONITOR ok 1 u secret slave\n" + line + "\n")
+            self.assertEqual(error.lineno, 2, line)
+            self.assertIn(fragment, error.message)
+            self.assertNotIn("secret", str(error))
 
     def test_split_system(self) -> None:
         """
@@ -105,16 +106,17 @@ class ParseTests(SynchronousTestCase):
 
     def test_numbers(self) -> None:
         """
-        Numbers are read like atoi when they start with a digit; otherwise,
-        and for a zero POLLFREQ, the default is kept with a warning.
+        Numbers are read like atoi when they start with a digit; a number
+        that does not (NUT: 0) or is below its minimum is an error.
         """
-        conf = parse("DEADTIME 6s\nHOSTSYNC x\nPOLLFREQ 0\nPOLLFREQALERT 2\nFINALDELAY 0\n")
-        self.assertEqual((conf.deadtime, conf.hostsync, conf.pollfreq, conf.pollfreqalert,
-                          conf.finaldelay), (6, 15, 5, 2, 0))
-        self.assertEqual(messages(conf), [
-            "HOSTSYNC has non numeric value (x): keeping 15",
-            "Ignoring invalid POLLFREQ value: 0",
-        ])
+        conf = parse("DEADTIME 6s\nPOLLFREQALERT 2\nFINALDELAY 0\n")
+        self.assertEqual((conf.deadtime, conf.pollfreqalert, conf.finaldelay), (6, 2, 0))
+        self.assertEqual(conf.warnings, ())
+        for line, fragment in [("HOSTSYNC x", "HOSTSYNC has non numeric value (x)"),
+                               ("POLLFREQ 0", "POLLFREQ must be at least 1, not 0"),
+                               ("DEADTIME", "DEADTIME needs a value")]:
+            error = self.assertRaises(ConfigError, parse, "DEADTIME 6\n" + line + "\n")
+            self.assertEqual((error.lineno, error.message), (2, fragment))
 
     def test_commands_and_paths(self) -> None:
         """
@@ -137,18 +139,19 @@ class ParseTests(SynchronousTestCase):
             "NOTIFYFLAG ONBATT SYSLOG+EXEC\n"
             "NOTIFYFLAG LOWBATT IGNORE\n"
             "NOTIFYFLAG NOTBYPASS EXEC\n"
-            "NOTIFYFLAG BOGUS EXEC\n"
-            "NOTIFYFLAG ONLINE SYSLOG+LOUD\n"
         )
         self.assertEqual(conf.message("ONBATT"), "On battery: %s")
         self.assertEqual(conf.flags("ONBATT"), frozenset(["SYSLOG", "EXEC"]))
         self.assertEqual(conf.flags("LOWBATT"), frozenset())
         self.assertEqual(conf.flags("NOTBYPASS"), frozenset(["EXEC"]))
-        self.assertEqual(conf.flags("ONLINE"), frozenset(["SYSLOG"]))
-        self.assertEqual(messages(conf), [
-            "'BOGUS' is not a valid notify event name",
-            "Invalid notify flag: [LOUD]",
-        ])
+        self.assertEqual(conf.warnings, ())
+        for line, fragment in [("NOTIFYFLAG BOGUS EXEC", "'BOGUS' is not a valid notify event"),
+                               ("NOTIFYMSG ONBAT x", "'ONBAT' is not a valid notify event"),
+                               ("NOTIFYFLAG ONLINE SYSLOG+LOUD", "Invalid notify flag: [LOUD]"),
+                               ("NOTIFYFLAG ONLINE", "NOTIFYFLAG needs")]:
+            error = self.assertRaises(ConfigError, parse, "# x\n" + line + "\n")
+            self.assertEqual(error.lineno, 2, line)
+            self.assertIn(fragment, error.message)
 
     def test_unknown_and_ignored(self) -> None:
         """
@@ -160,6 +163,27 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(conf.run_as_user, "nut")
         self.assertEqual(len(conf.warnings), 4)
         self.assertTrue(all("secret" not in m for m in messages(conf)))
+
+    def test_switches(self) -> None:
+        """
+        CERTVERIFY, FORCESSL and CERTHOST's switches are numbers; a word is
+        an error (NUT's atoi makes C{CERTVERIFY yes} 0: no verification).
+        """
+        for line in ("CERTVERIFY yes", "FORCESSL on", "CERTHOST h h yes 1", "CERTHOST h h 1 x"):
+            error = self.assertRaises(ConfigError, parse, "# x\n" + line + "\n")
+            self.assertEqual(error.lineno, 2, line)
+            self.assertIn("must be 0 or 1", error.message)
+
+    def test_parse_errors(self) -> None:
+        """
+        A quote not closed on its line is an error at that line (NUT: the
+        MONITOR lines after it vanish into one word).
+        """
+        error = self.assertRaises(
+            ConfigError, parse,
+            'SHUTDOWNCMD "/sbin/shutdown -h\nMONITOR u 1 a b primary\nMONITOR v 1 a "b" primary\n')
+        self.assertEqual(error.lineno, 1)
+        self.assertIn("quote not closed", error.message)
 
     def test_tls_keys(self) -> None:
         """
@@ -325,8 +349,11 @@ class TapTests(SynchronousTestCase):
     def test_errors(self) -> None:
         """
         A missing file, a check failure or an unusable CA file stop twistd
-        with a usage error.
+        with one line naming the file (not a usage error: twistd would print
+        its --help first).
         """
         for text in (None, "", "MONITOR u 1 a b primary\nCERTPATH /nonexistent\nCERTVERIFY 1\n"):
             path = self.mktemp() if text is None else self.write(text)
-            self.assertRaises(UsageError, Options().parseOptions, ["--config", path])
+            e = self.assertRaises(SystemExit, Options().parseOptions, ["--config", path])
+            self.assertTrue(str(e.code).startswith(f"nut-upsmon: {path}"), e.code)
+            self.assertNotIn("\n", str(e.code))

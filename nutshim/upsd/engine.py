@@ -16,8 +16,11 @@ differences is in docs/compatibility.md.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple, Type
+
+from twisted.logger import Logger
 
 from nutshim import __version__
 from nutshim.protocol import commands as c
@@ -30,7 +33,13 @@ from nutshim.upsd.tracking import TrackingTable
 __all__ = ["Action", "Engine", "Reply", "ServerInfo", "IUser", "IUsers", "IDescriptions"]
 
 PROTOCOL_VERSION = "1.3"
-HELP_TEXT = b"Commands: HELP VER GET LIST SET INSTCMD LOGIN LOGOUT USERNAME PASSWORD STARTTLS\n"
+#: NUT 2.8.3 and later list PROTVER (2.8.0-2.8.2 did not; NETVER, PRIMARY,
+#: MASTER and FSD are never listed).
+HELP_TEXT = b"Commands: HELP VER PROTVER GET LIST SET INSTCMD LOGIN LOGOUT USERNAME PASSWORD STARTTLS\n"
+#: NUT 2.8.4 and later describe C{upstream.<name>} as C{<name>}: a driver
+#: proxying another UPS (failover, clone) publishes its upstream's
+#: variables and commands under that prefix.  Case-sensitive, stripped once.
+UPSTREAM_PREFIX = "upstream."
 
 #: Commands a client that must use TLS may still send in plaintext.  HELP and
 #: the protocol version reveal nothing about the site and let a client learn
@@ -120,10 +129,33 @@ def _ok(text: str) -> bytes:
     return (text + "\n").encode("ascii", "replace")
 
 
+def _network_peer(address: str) -> bool:
+    """
+    Whether C{address} is an IP address of another host (not a Unix socket,
+    not the loopback).
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_loopback
+
+
+def _described(name: str) -> str:
+    """
+    The name whose description C{GET DESC}/C{GET CMDDESC} look up.
+    """
+    return name[len(UPSTREAM_PREFIX) :] if name.startswith(UPSTREAM_PREFIX) else name
+
+
 class Engine:
     """
     The command semantics of upsd.
 
+    @ivar log: where the engine's warnings go (a L{Logger}; replaced in
+        tests).
     @ivar registry: the UPSes and sessions.
     @ivar users: the upsd.users table (replaced on reload).
     @ivar descriptions: cmdvartab (replaced on reload).
@@ -138,6 +170,7 @@ class Engine:
         tracking: TrackingTable,
         descriptions: Optional[IDescriptions] = None,
     ) -> None:
+        self.log = Logger()
         self.registry = registry
         self.users = users
         self.tracking = tracking
@@ -241,11 +274,38 @@ class Engine:
             return None
         return self.users.users.get(name)
 
-    def _allowed(self, session: Session, action: str) -> bool:
+    def _allowed(self, session: Session, req: c.Request, *actions: str) -> bool:
+        """
+        Whether the session's user may do any of C{actions}.
+        """
         user = self._certificate_user(session)
         if user is not None:
-            return user.may(action)
-        return self.users.check_action(session.username, session.password, action)
+            return any(user.may(action) for action in actions)
+        allowed = any(
+            self.users.check_action(session.username, session.password, action) for action in actions
+        )
+        self._note_cleartext_password(session, req, allowed)
+        return allowed
+
+    def _note_cleartext_password(self, session: Session, req: c.Request, allowed: bool) -> None:
+        """
+        RFC 9271 section 6.2: say so when a password has just been used
+        that came over the network in plaintext (once per connection: the
+        first LOGIN, ATTACH, PRIMARY, FSD, SET or INSTCMD that checks it),
+        so that an administrator sees which clients still need STARTTLS.
+        """
+        if session.tls or session.cleartext_noted or not _network_peer(session.address):
+            return
+        session.cleartext_noted = True
+        self.log.warn(
+            "Plaintext password from {address}: user {user} ({action} on UPS {ups}, {outcome});"
+            " the password crossed the network in clear: use STARTTLS (RFC 9271 section 6.2)",
+            address=session.address,
+            user=session.username,
+            action=req.verb,
+            ups=getattr(req, "ups", "?"),
+            outcome="accepted" if allowed else "refused",
+        )
 
     # Simple commands.
 
@@ -288,7 +348,7 @@ class Engine:
                 return NutError.ALREADY_ATTACHED.line, Action.NONE
             return NutError.ALREADY_LOGGED_IN.line, Action.NONE
         entry = self._ups(req.ups)
-        if not self._allowed(session, "LOGIN"):
+        if not self._allowed(session, req, "LOGIN"):
             return NutError.ACCESS_DENIED.line, Action.NONE
         entry.numlogins += 1
         session.login = entry
@@ -305,7 +365,7 @@ class Engine:
     def _primary(self, session: Session, req: c.Request) -> Reply:
         assert isinstance(req, (c.Primary, c.Master))
         self._ups(req.ups)
-        if not (self._allowed(session, "PRIMARY") or self._allowed(session, "MASTER")):
+        if not self._allowed(session, req, "PRIMARY", "MASTER"):
             return NutError.ACCESS_DENIED.line, Action.NONE
         if isinstance(req, c.Primary):
             return b"OK PRIMARY-GRANTED\n", Action.NONE
@@ -314,7 +374,7 @@ class Engine:
     def _fsd(self, session: Session, req: c.Request) -> Reply:
         assert isinstance(req, c.Fsd)
         entry = self._ups(req.ups)
-        if not self._allowed(session, "FSD"):
+        if not self._allowed(session, req, "FSD"):
             return NutError.ACCESS_DENIED.line, Action.NONE
         entry.fsd = True
         return b"OK FSD-SET\n", Action.NONE
@@ -373,13 +433,13 @@ class Engine:
     def _get_desc(self, session: Session, req: c.Request) -> Reply:
         assert isinstance(req, c.GetDesc)
         self._available(req.ups)
-        text = self.descriptions.describe_var(req.name) or "Description unavailable"
+        text = self.descriptions.describe_var(_described(req.name)) or "Description unavailable"
         return _ok(f'DESC {req.ups} {req.name} "{text}"'), Action.NONE
 
     def _get_cmddesc(self, session: Session, req: c.Request) -> Reply:
         assert isinstance(req, c.GetCmdDesc)
         self._available(req.ups)
-        text = self.descriptions.describe_cmd(req.name) or "Description unavailable"
+        text = self.descriptions.describe_cmd(_described(req.name)) or "Description unavailable"
         return _ok(f'CMDDESC {req.ups} {req.name} "{text}"'), Action.NONE
 
     def _get_upsdesc(self, session: Session, req: c.Request) -> Reply:
@@ -469,7 +529,7 @@ class Engine:
     def _set_var(self, session: Session, req: c.Request) -> Reply:
         assert isinstance(req, c.SetVar)
         entry = self._available(req.ups)
-        if not self._allowed(session, "SET"):
+        if not self._allowed(session, req, "SET"):
             return NutError.ACCESS_DENIED.line, Action.NONE
         var = entry.driver.state.get(req.var)
         if var is None:
@@ -512,6 +572,7 @@ class Engine:
             permitted = user.may_instcmd(req.cmd)
         else:
             permitted = self.users.check_instcmd(session.username, session.password, req.cmd)
+            self._note_cleartext_password(session, req, permitted)
         if not permitted:
             return NutError.ACCESS_DENIED.line, Action.NONE
         tid = self.tracking.new() if session.tracking else None

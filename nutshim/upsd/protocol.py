@@ -3,13 +3,17 @@
 One client connection of the Attachment Daemon: thin glue around the engine.
 
 The parts NUT gets wrong are fixed here, at the transport:
- - the replies to one read are sent together (a LIST is one piece), with
-   TCP_NODELAY, so nothing waits on the client's delayed ACK; on plain TCP
-   they go straight to the socket when nothing is queued;
+ - the replies to one read are sent together, with TCP_NODELAY, so nothing
+   waits on the client's delayed ACK; on plain TCP they go straight to the
+   socket when nothing is queued; a LIST's C{BEGIN LIST} line goes out as a
+   segment of its own, its body in one piece right after (L{split_list});
  - the connection is registered as a streaming producer of the transport,
    so a client that stops reading stops being read: its unsent output stays
    bounded by the transport's buffer and nobody else waits;
  - request lines have a length cap with a clear error;
+ - after C{OK Goodbye} nothing more is executed (L{Link.CLOSING}), the
+   producer is unregistered so that TLS really closes, and a connection
+   whose last replies are not taken is aborted after L{CLOSE_GRACE};
  - after C{OK STARTTLS} the line buffer is cleared before anything else is
    parsed: plaintext pipelined behind STARTTLS never runs inside TLS;
  - the TLS handshake is asynchronous and has its own deadline (NUT's is
@@ -38,6 +42,7 @@ from nutshim.protocol.commands import Request
 from nutshim.protocol.errors import NutError
 from nutshim.tls import PeerIdentity, describe_handshake_failure, negotiated, peer_identity
 from nutshim.upsd.engine import Action, Engine
+from nutshim.upsd.link import CLOSE_GRACE, TRANSITIONS, Link, send_replies, send_reply
 from nutshim.upsd.registry import Session
 
 __all__ = ["UpsdProtocol", "is_loopback", "peer_ip"]
@@ -92,6 +97,10 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
     #: provide ITCPTransport, ITLSTransport and abortConnection.
     transport: Any
     session: Session
+    #: The endpoint of the listener that accepted this connection (set by
+    #: its L{nutshim.upsd.listeners.ListenerFactory}); it decides whether
+    #: TLS is required (LISTEN_TLS).
+    listener = ""
     _engine: Engine
 
     def __init__(self) -> None:
@@ -102,13 +111,14 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         self._direct = False
         #: Whether the last line ended with a continuation backslash.
         self._continued = False
+        #: Whether the current read's last request was LOGOUT/DETACH.
         self._close_pending = False
         self._discarding = False
         self._rest = b""
-        #: None (plaintext), "handshaking", "up" or "failed".
-        self._tls_state: Optional[str] = None
+        self._link = Link.PLAIN
         self._tls_minimum = "1.3"
         self._handshake_timer: Optional[IDelayedCall] = None
+        self._close_timer: Optional[IDelayedCall] = None
         self.peer: Optional[PeerIdentity] = None
 
     # Connection life.
@@ -118,11 +128,12 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         # reactor, so tests drive them with task.Clock.
         self.callLater = self.factory.clock.callLater  # type: ignore[method-assign]
         ip = peer_ip(self.transport.getPeer())
-        self.session = Session(ip, is_loopback(ip))
+        self.session = Session(ip, is_loopback(ip), self.listener)
         self.session.tls_required = self.factory.tls_required_for(self.session)
         self.MAX_LENGTH = self.factory.max_line
         self._engine = self.factory.engine
         self._engine.registry.open(self.session)
+        self.factory.connection_opened(self)
         if ITCPTransport.providedBy(self.transport):
             try:
                 self.transport.setTcpNoDelay(True)
@@ -136,7 +147,10 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
     def connectionLost(self, reason: Any = None) -> None:
         self.setTimeout(None)
         self._cancel_handshake_timer()
-        if self._tls_state == "handshaking":
+        timer, self._close_timer = self._close_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if self._link is Link.HANDSHAKING:
             log.warn(
                 "TLS handshake with {address} failed: {why}",
                 address=self.session.address,
@@ -153,9 +167,47 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         )
         self.transport.abortConnection()
 
+    def _move(self, new: Link) -> None:
+        if new not in TRANSITIONS[self._link]:
+            raise RuntimeError(f"upsd connection cannot go from {self._link.name} to {new.name}")
+        self.factory.link_moved(self, self._link, new)
+        self._link = new
+
+    def _goodbye(self) -> None:
+        """
+        C{OK Goodbye} is written: close, for real, within a second.
+
+        Nothing received from now on is executed.  The producer is
+        unregistered first: while one is registered, Twisted's TLS layer
+        postpones its close (and a paused plaintext transport would resume
+        reading instead of closing once drained).  Whatever is still
+        unsent then has L{CLOSE_GRACE} seconds.
+        """
+        if Link.CLOSING not in TRANSITIONS[self._link]:
+            return
+        self._move(Link.CLOSING)
+        self.setTimeout(None)
+        self._cancel_handshake_timer()
+        transport = self.transport
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+        transport.loseConnection()
+        self._close_timer = self.factory.clock.callLater(CLOSE_GRACE, self._close_overdue)
+
+    def _close_overdue(self) -> None:
+        self._close_timer = None
+        log.info(
+            "Client {address} did not take its last replies within {seconds} s of OK Goodbye: aborted",
+            address=self.session.address,
+            seconds=CLOSE_GRACE,
+        )
+        self.transport.abortConnection()
+
     # Input.
 
     def dataReceived(self, data: bytes) -> None:
+        if self._link is Link.CLOSING or self._link is Link.FAILED:
+            return  # after OK Goodbye, or while being aborted: nothing runs
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
@@ -174,7 +226,7 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
                 self._close_pending = False
                 reply, action = self._engine.handle(self.session, request)
                 if action is Action.NONE:
-                    self._send(reply)
+                    send_reply(self.transport, reply, self._direct)
                     return
                 self._out.append(reply)
                 if action is Action.CLOSE:
@@ -193,10 +245,10 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
                 rest, self._rest = self._rest, b""
                 super().dataReceived(rest)
         self._flush()
-        if self._close_pending and not self.transport.disconnecting:
+        if self._close_pending:
             # NUT closes after LOGOUT unless more requests came in the same
             # read; those keep the connection open.
-            self.transport.loseConnection()
+            self._goodbye()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         log.warn(
@@ -258,42 +310,12 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
 
     def _flush(self) -> None:
         """
-        Send the replies of this read in one piece.
+        Send the replies of this read together (L{send_replies}).
         """
         out = self._out
         if out:
             self._out = []
-            self._send(out[0] if len(out) == 1 else b"".join(out))
-
-    def _send(self, data: bytes) -> None:
-        """
-        On plain TCP with nothing already queued, straight to the socket:
-        Twisted's C{write} would queue the reply and register for
-        writability, costing two C{epoll_ctl} calls and a reactor iteration
-        per reply (most of the daemon's time under load).  Whatever the
-        socket does not take goes through C{write}, which keeps the order
-        and the back-pressure (the registered streaming producer).
-        """
-        transport = self.transport
-        if (
-            self._direct
-            and not transport.dataBuffer
-            and not transport._tempDataLen
-            and transport.connected
-            and not transport.disconnecting
-            and not transport.TLS
-        ):
-            try:
-                sent = transport.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                # The connection is lost: write() lets doWrite report it.
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+            send_replies(self.transport, out, self._direct)
 
     # TLS.
 
@@ -317,7 +339,7 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         self._tokenizer.reset()
         self._continued = False
         if dropped:
-            self._tls_state = "failed"
+            self._move(Link.FAILED)
             log.warn(
                 "Client {address} pipelined {n} plaintext bytes after STARTTLS:"
                 " discarded and disconnected",
@@ -329,11 +351,11 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         try:
             self.transport.startTLS(options)
         except Exception:
-            self._tls_state = "failed"
+            self._move(Link.FAILED)
             log.failure("Cannot start TLS for {address}", address=self.session.address)
             self.transport.abortConnection()
             return
-        self._tls_state = "handshaking"
+        self._move(Link.HANDSHAKING)
         self._handshake_timer = self.factory.clock.callLater(
             self.factory.tls_handshake_timeout, self._handshake_timed_out
         )
@@ -345,9 +367,9 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None
-        if self._tls_state != "handshaking":
+        if self._link is not Link.HANDSHAKING:
             return
-        self._tls_state = "failed"
+        self._move(Link.FAILED)
         log.warn(
             "TLS handshake with {address} not finished after {seconds} s: disconnected",
             address=self.session.address,
@@ -360,10 +382,10 @@ class UpsdProtocol(LineReceiver, TimeoutMixin):
         L{IHandshakeListener}: TLS is up.  Note the verified client
         certificate and the user it maps to, and say so in the log.
         """
-        if self._tls_state != "handshaking":
+        if self._link is not Link.HANDSHAKING:
             return  # renegotiation is disabled; only the first one counts
         self._cancel_handshake_timer()
-        self._tls_state = "up"
+        self._move(Link.TLS)
         self.resetTimeout()
         self.peer = peer_identity(self.transport)
         self.map_certificate()

@@ -76,6 +76,8 @@ class Session:
 
     @ivar address: the peer's IP address as text.
     @ivar loopback: whether the peer is on this host.
+    @ivar listener: the endpoint of the listener the connection came in
+        on (its policy decides C{tls_required}); C{""} when unknown.
     @ivar tls: whether TLS is up.
     @ivar tls_required: whether commands other than STARTTLS are refused
         until TLS is up (RFC 9271 section 6.2).
@@ -88,6 +90,7 @@ class Session:
         "id",
         "address",
         "loopback",
+        "listener",
         "username",
         "password",
         "login",
@@ -97,12 +100,14 @@ class Session:
         "tls_required",
         "tls_identity",
         "cert_user",
+        "cleartext_noted",
     )
 
-    def __init__(self, address: str, loopback: bool = True) -> None:
+    def __init__(self, address: str, loopback: bool = True, listener: str = "") -> None:
         self.id = next(_ids)
         self.address = address
         self.loopback = loopback
+        self.listener = listener
         self.username: Optional[str] = None
         self.password: Optional[str] = None
         self.login: Optional[UpsEntry] = None
@@ -112,6 +117,9 @@ class Session:
         self.tls_required = False
         self.tls_identity: Optional[str] = None
         self.cert_user: Optional[str] = None
+        #: Whether the log already said that this connection's password
+        #: crossed the network in plaintext (once per connection).
+        self.cleartext_noted = False
 
 
 class Registry:

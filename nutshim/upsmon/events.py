@@ -23,6 +23,13 @@ C{NOCOMM} in the status is not a symbol event: it means "no contact", and
 feeds the same contact tracking as a failed poll (C{COMMBAD}, then
 C{NOCOMM} every C{NOCOMMWARNTIME}; C{COMMOK} once contact is back), which
 is how the RFC's rows for C{COMM} and C{NOCOMM} are read by NUT's upsmon.
+
+The heartbeat (RFC 9271, section 5.2, note 3) adds two names of the watch
+in L{nutshim.upsmon.heartbeat}, not of a status change: C{HEARTBEATLOST}
+(no C{TICK}/C{TOCK} change within the window) and C{HEARTBEATOK} (one
+came again).  The symbol events of a beating heartbeat (C{TICK},
+C{NOTTOCK}, ... at every flip) only make a debug line by default, or a
+5-minute heartbeat would log a pair of warnings 288 times a day.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ __all__ = [
     "NUT_NOTIFY_TYPES",
     "NOTIFY_TYPES",
     "SYMBOL_EVENTS",
+    "HEARTBEAT_TYPES",
     "StatusEvent",
     "parse_status",
     "status_events",
@@ -89,6 +97,12 @@ _TABLE: Tuple[Tuple[str, str, str, str, str], ...] = (
     ("TRIM", "TRIM", "UPS %s: trimming voltage", "NOTTRIM", "UPS %s: not trimming"),
 )
 
+#: The heartbeat watch's notification types (nutshim's).
+HEARTBEAT_TYPES: Dict[str, str] = {
+    "HEARTBEATLOST": "UPS %s: heartbeat lost (no TICK/TOCK change within the window)",
+    "HEARTBEATOK": "UPS %s: heartbeat back",
+}
+
 #: symbol -> (name when it appears, name when it disappears).
 SYMBOL_EVENTS: Dict[str, Tuple[str, str]] = {row[0]: (row[1], row[3]) for row in _TABLE}
 SYMBOL_EVENTS["OB"] = ("ONBATT", "ONLINE")
@@ -100,11 +114,13 @@ for _row in _TABLE:
     _EXTENDED.setdefault(_row[3], _row[4])
 
 #: Every notification type nutshim knows, with its default message.
-NOTIFY_TYPES: Dict[str, str] = {**_EXTENDED, **NUT_NOTIFY_TYPES}
+NOTIFY_TYPES: Dict[str, str] = {**_EXTENDED, **HEARTBEAT_TYPES, **NUT_NOTIFY_TYPES}
 
 #: NUT's default flags (NOTIFY_DEFAULT); nutshim's extra events only log.
 _NUT_DEFAULT_FLAGS = frozenset(["SYSLOG", "WALL"])
 _EXTENDED_DEFAULT_FLAGS = frozenset(["SYSLOG"])
+#: The flips of a beating heartbeat: a debug line only.
+_QUIET = frozenset(["TICK", "TOCK", "NOTTICK", "NOTTOCK"])
 
 
 def default_message(name: str) -> str:
@@ -118,8 +134,11 @@ def default_message(name: str) -> str:
 def default_flags(name: str) -> FrozenSet[str]:
     """
     The flags of a notification type when C{NOTIFYFLAG} does not set them:
-    NUT's C{SYSLOG+WALL} for NUT's types, C{SYSLOG} for nutshim's own.
+    NUT's C{SYSLOG+WALL} for NUT's types, C{SYSLOG} for nutshim's own, none
+    (a debug line) for the heartbeat's C{TICK}/C{TOCK} flips.
     """
+    if name in _QUIET:
+        return frozenset()
     return _NUT_DEFAULT_FLAGS if name in NUT_NOTIFY_TYPES else _EXTENDED_DEFAULT_FLAGS
 
 

@@ -25,7 +25,9 @@ C{NOCOMMWARNTIME} against them:
     C{HOSTSYNC} seconds have passed since the UPS was last seen
     non-critical (the Primary gets that long to set FSD); a UPS last
     known C{OB} with which contact has been lost for more than
-    C{DEADTIME} seconds counts as C{OB LB}.
+    C{DEADTIME} seconds counts as C{OB LB};
+  - a heartbeat UPS (power value 0, C{TICK}/C{TOCK}; or declared by
+    C{HEARTBEAT}) is watched by L{nutshim.upsmon.heartbeat}.
 
 Every timing path runs on the injected clock.
 """
@@ -42,6 +44,7 @@ from twisted.python.failure import Failure
 from nutshim.client.errors import NUTError
 from nutshim.config.upsmonconf import Monitor, UpsmonConf
 from nutshim.upsmon.events import contact_lost, line_state, parse_status, status_events
+from nutshim.upsmon.heartbeat import MonitorHeartbeat, beat_token, reconfigured
 
 __all__ = ["UPSMonitor", "UpsdClient", "MonitorListener", "SessionFactory", "NET_TIMEOUT"]
 
@@ -106,6 +109,7 @@ class UPSMonitor:
     @ivar line: the last known C{"OL"}/C{"OB"}, or L{None}.
     @ivar last_ok: when a status last arrived, or L{None}.
     @ivar alive: whether the last poll succeeded.
+    @ivar heartbeat: the heartbeat watch, if this UPS is a heartbeat.
     """
 
     log = Logger()
@@ -131,6 +135,9 @@ class UPSMonitor:
         self._timer: Any = None
         self._running = False
         self._critical_reason = ""
+        self.heartbeat: Optional[MonitorHeartbeat] = None
+        if spec.heartbeat:
+            self.heartbeat = MonitorHeartbeat(self)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -139,6 +146,8 @@ class UPSMonitor:
         self._running = True
         self.session.startService()
         self._schedule()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
 
     def stop(self, goodbye: bool = True) -> Deferred[None]:
         """
@@ -150,7 +159,14 @@ class UPSMonitor:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         return self._drop(self.session, goodbye)
+
+    def reconfigure(self, conf: UpsmonConf, spec: Monitor) -> None:
+        """A reload kept this monitor: use the new settings (see L{reconfigured})."""
+        self.conf, self.spec = conf, spec
+        self.heartbeat = reconfigured(self, self.heartbeat, self._running)
 
     def reconnect(self, sessions: SessionFactory) -> Deferred[None]:
         """
@@ -245,6 +261,8 @@ class UPSMonitor:
         self._last_reply = self.clock.seconds()
         self.client = client
         client.when_closed().addCallback(self._closed, client)
+        if self.heartbeat is not None:
+            self.heartbeat.connected(client)
         self.poll()
 
     def _closed(self, result: None, client: UpsdClient) -> None:
@@ -305,6 +323,12 @@ class UPSMonitor:
             return
         self._is_alive()
         self.last_ok = now
+        if self.heartbeat is None and self.spec.powervalue == 0 and beat_token(symbols):
+            self.log.info("UPS [{ups}] is a heartbeat (status {status!r}): watching it",
+                          ups=self.spec.system, status=text)
+            self.heartbeat = MonitorHeartbeat.begin(self, self._running)
+        if self.heartbeat is not None:
+            self.heartbeat.status(symbols)
         events = status_events(self.symbols, symbols, self.line)
         self.symbols = symbols
         self.line = line_state(symbols) or self.line

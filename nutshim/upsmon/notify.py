@@ -9,8 +9,13 @@ UPS's C{MONITOR} name; then each flag of C{NOTIFYFLAG} acts:
     C{LOG_NOTICE}); run C{twistd --syslog} to send the log to syslog;
   - C{WALL}: the message is written to C{wall}'s standard input;
   - C{EXEC}: C{NOTIFYCMD} runs with the message as its one argument and
-    C{NOTIFYTYPE} and C{UPSNAME} in its environment (C{UPSNAME} absent for
-    C{SHUTDOWN}, which concerns no single UPS);
+    C{NOTIFYTYPE} and C{UPSNAME} in its environment, as NUT sets them:
+    C{UPSNAME} is the UPS as written in C{MONITOR}, and empty (set, not
+    unset) for C{SHUTDOWN}, which concerns no single UPS -- NUT's
+    C{upssched} refuses to run when C{UPSNAME} is unset, so an
+    C{AT SHUTDOWN * ...} line depends on it.  nutshim adds C{UPSGROUP}, the
+    RFC 9271 group of the C{MONITOR} name (C{HB} of C{HB:hb@host}), empty
+    when there is none, so that C{bash -u} scripts can read it;
   - C{IGNORE}, or no flag: only a debug line.
 
 Commands run in the background: a slow C{NOTIFYCMD} never holds up the
@@ -85,11 +90,13 @@ class Notifier:
         """
         self._conf = conf
 
-    def notify(self, notify_type: str, system: Optional[str]) -> str:
+    def notify(self, notify_type: str, system: Optional[str],
+               group: Optional[str] = None) -> str:
         """
         Give one notification.
 
         @param system: the UPS concerned (its C{MONITOR} name), or L{None}.
+        @param group: the group of that name, or L{None}.
         @return: the message.
         """
         message = format_message(self._conf.message(notify_type), system)
@@ -105,10 +112,8 @@ class Notifier:
             if self._conf.notifycmd:
                 env = self._env()
                 env["NOTIFYTYPE"] = notify_type
-                if system is not None:
-                    env["UPSNAME"] = system
-                else:
-                    env.pop("UPSNAME", None)
+                env["UPSNAME"] = system or ""
+                env["UPSGROUP"] = group or ""
                 self._track(self._runner.run(shell(self._conf.notifycmd, message), env))
             else:
                 self.log.debug("{notify_type}: EXEC without NOTIFYCMD", notify_type=notify_type)

@@ -159,6 +159,10 @@ class UpsmonService(MultiService):
         self._install_signals()
 
     def _log_monitor(self, spec: Monitor) -> None:
+        if spec.powervalue == 0:
+            self.log.info("UPS: {ups} (monitoring only{heartbeat})", ups=spec.system,
+                          heartbeat=", heartbeat" if spec.heartbeat else "")
+            return
         self.log.info("UPS: {ups} ({role}) (power value {value})", ups=spec.system,
                       role="primary" if spec.primary else "secondary", value=spec.powervalue)
 
@@ -262,8 +266,7 @@ class UpsmonService(MultiService):
                 login_changed = (monitor.spec.username, monitor.spec.password,
                                  monitor.spec.primary) != (spec.username, spec.password,
                                                            spec.primary)
-                monitor.conf = conf
-                monitor.spec = spec
+                monitor.reconfigure(conf, spec)
                 if relogin or login_changed:
                     self._goodbye(monitor.reconnect(self.sessions))
             monitors.append(monitor)
@@ -292,7 +295,7 @@ class UpsmonService(MultiService):
 
     def event(self, monitor: UPSMonitor, notify_type: str) -> None:
         """Notify, and say when a UPS recovers too late to matter."""
-        self.notifier.notify(notify_type, monitor.spec.system)
+        self.notifier.notify(notify_type, monitor.spec.system, monitor.spec.group)
         if notify_type == "ONLINE" and self.shutdown.begun:
             self.log.warn(
                 "UPS [{ups}] is back on line power, but the shutdown already begun goes on",
