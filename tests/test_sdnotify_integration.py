@@ -183,3 +183,76 @@ class ReadinessTests(SynchronousTestCase):
         self.assertGreaterEqual(time.monotonic() - started, 2.0)
         self.assertEqual(ready, ["READY=1",
                                  "STATUS=1 UPS, 1 without data, 0 clients (no data yet from nothere)"])
+
+
+UPSMON_CONF = """\
+MONITOR lab@127.0.0.1:{port} 1 admin pw primary
+MINSUPPLIES 1
+SHUTDOWNCMD "/bin/true"
+POLLFREQ 1
+POLLFREQALERT 1
+DEADTIME {deadtime}
+POWERDOWNFLAG {dir}/killpower
+"""
+
+
+class UpsmonReadinessTests(SynchronousTestCase):
+    """
+    The same protocol from C{twistd -n nut-upsmon}.
+    """
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+
+    def upsmon(self, port: int, notify: NotifySocket, deadtime: int = 15,
+               watchdog_usec: Optional[int] = None) -> Process:
+        conf = write(os.path.join(self.dir, "upsmon.conf"),
+                     UPSMON_CONF.format(port=port, dir=self.dir, deadtime=deadtime), 0o600)
+        extra = {"NOTIFY_SOCKET": notify.env}
+        if watchdog_usec is not None:
+            extra["WATCHDOG_USEC"] = str(watchdog_usec)
+        proc = Process([twistd(), "-n", "--pidfile=", "nut-upsmon", "--config", conf],
+                       os.path.join(self.dir, "upsmon.log"), env=nut_env(self.dir, extra))
+        self.addCleanup(proc.stop)
+        return proc
+
+    def test_life(self) -> None:
+        """
+        READY=1 once the UPS answered its first poll (the status line says
+        how it is), RELOADING=1/READY=1 around SIGHUP, STOPPING=1 on
+        SIGTERM, watchdog pings at half of WATCHDOG_USEC.
+        """
+        port = free_port()
+        write(os.path.join(self.dir, "ups.conf"), "[lab]\n driver = nutshim-sim\n port = lab.dev\n")
+        write(os.path.join(self.dir, "upsd.conf"), f"LISTEN 127.0.0.1 {port}\n", 0o640)
+        write(os.path.join(self.dir, "upsd.users"), USERS, 0o640)
+        upsd = Process([twistd(), "-n", "--pidfile=", "nut-upsd", "--confdir", self.dir],
+                       os.path.join(self.dir, "upsd.log"), env=nut_env(self.dir))
+        self.addCleanup(upsd.stop)
+        from tests.harness import wait_port
+        wait_port(port)
+        notify = NotifySocket(self)
+        proc = self.upsmon(port, notify, watchdog_usec=400000)
+        self.assertEqual(notify.next(), ["READY=1", "STATUS=1 UPS monitored (1 online)"])
+        self.assertGreaterEqual(notify.pings(1.0), 3)
+        proc.signal(signal.SIGHUP)
+        self.assertEqual(notify.next()[0], "RELOADING=1")
+        self.assertEqual(notify.next()[0], "READY=1")
+        proc.signal(signal.SIGTERM)
+        self.assertEqual(notify.next(), ["STOPPING=1", "STATUS=Stopping"])
+        proc.proc.wait(20)
+
+    def test_server_down(self) -> None:
+        """
+        A server that does not answer holds READY=1 for DEADTIME at most:
+        upsmon runs (and reports the lost contact) instead of failing the
+        unit.
+        """
+        notify = NotifySocket(self)
+        started = time.monotonic()
+        self.upsmon(free_port(), notify, deadtime=3)
+        ready = notify.next()
+        self.assertGreaterEqual(time.monotonic() - started, 3.0)
+        self.assertEqual(ready[0], "READY=1")
+        self.assertIn("no contact", field(ready, "STATUS") or "")

@@ -393,8 +393,11 @@ STEADY_SEQ = "ups.status: OL\nTIMER 600\n"
 
 def unit_exec_start(name: str) -> List[str]:
     """The ExecStart= command of systemd/NAME, split as systemd does."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "systemd", name)
+    # The test command runs a copy of tests/ outside the checkout, and says
+    # where the checkout is.
+    top = os.environ.get("NUTSHIM_CHECKOUT") or os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(top, "systemd", name)
     with open(path) as f:
         for line in f:
             if line.startswith("ExecStart="):

@@ -215,7 +215,7 @@ async def run(reactor: Any, args: argparse.Namespace, environ: Mapping[str, str]
     if conf is None:
         raise UsageError("%s not found" % (conf_path,))
     for warning in conf.warnings:
-        log.warn("{warning}", warning=warning)
+        log.warn("{problem}", problem=str(warning))
     statepath = paths.statepath(args.statepath, conf.statepath, environ)
     sections = select_sections(conf.sections, args.ups, args.extra)
     if args.user:

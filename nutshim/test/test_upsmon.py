@@ -1263,3 +1263,87 @@ class StartupTests(SynchronousTestCase):
         self.assertIn("send SIGUSR2", self.parse("-c", "fsd"))
         self.assertIn("SIGTERM", self.parse("-c", "stop"))
         self.assertIn("SIGHUP", self.parse("-c", "reload"))
+
+
+class SystemdTests(SynchronousTestCase):
+    """
+    nut-upsmon under C{Type=notify}: READY=1 once every UPS answered (or
+    after DEADTIME), RELOADING=1/READY=1 around SIGHUP, STOPPING=1.
+    """
+
+    def setUp(self) -> None:
+        from nutshim.sdnotify import Notifier, ServiceNotifier
+        from nutshim.test.test_sdnotify import Sockets
+
+        self.sockets = Sockets()
+        self.clock = Clock()
+        self.conf = parse_upsmon_conf(
+            b'MONITOR a@h 1 u p primary\nMONITOR b@h 1 u p primary\nMINSUPPLIES 1\n'
+            b'SHUTDOWNCMD "/sbin/poweroff"\nDEADTIME 15\n', "upsmon.conf")
+        self.sessions: List[FakeSession] = []
+
+        def sessions(spec: Monitor, prepare: Callable[[Any], Deferred[None]]) -> FakeSession:
+            session = FakeSession(spec, prepare)
+            self.sessions.append(session)
+            return session
+
+        notifier = ServiceNotifier(Notifier("/run/notify", self.sockets), self.clock, lambda: "")
+        self.sig = FakeSignal()
+        self.reactor = FakeReactor()
+        self.service = UpsmonService(self.conf, self.clock, sessions, FakeRunner(),
+                                     reader=lambda: self.conf, reactor=self.reactor,
+                                     sig=self.sig, notifier=notifier)  # type: ignore[arg-type]
+        self.service.startService()
+
+    def messages(self) -> List[List[str]]:
+        return self.sockets.messages()
+
+    def test_ready_when_every_ups_answered(self) -> None:
+        """
+        READY=1 waits for the first status of every UPS, and says how they are.
+        """
+        self.sessions[0].connect(FakeClient("OL"))
+        self.clock.advance(0.5)
+        self.assertEqual(self.messages(), [])
+        self.sessions[1].connect(FakeClient("OB DISCHRG"))
+        self.clock.advance(0.5)
+        self.assertEqual(self.messages(),
+                         [["READY=1", "STATUS=2 UPS monitored (1 on battery, 1 online)"]])
+
+    def test_ready_after_deadtime(self) -> None:
+        """
+        A server that never answers holds READY=1 for DEADTIME only, and
+        the status names the UPS without contact.
+        """
+        self.sessions[0].connect(FakeClient("OL"))
+        self.clock.advance(14.5)
+        self.assertEqual(self.messages(), [])
+        self.clock.advance(1)
+        [ready] = self.messages()
+        self.assertEqual(ready[0], "READY=1")
+        self.assertIn("1 no contact", ready[1])
+        self.assertIn("no data yet from b@h", ready[1])
+
+    def test_reload_and_stop(self) -> None:
+        """
+        SIGHUP is told as RELOADING=1 then READY=1 (also when the new file
+        is refused); stopping as STOPPING=1.
+        """
+        for session in self.sessions:
+            session.connect(FakeClient("OL"))
+        self.clock.advance(0.5)
+        self.sig.deliver(self.sig.SIGHUP)
+        self.reactor.run_calls()
+
+        from nutshim.config import ConfigError, UpsmonConf
+
+        def broken() -> UpsmonConf:
+            raise ConfigError("upsmon.conf", 3, "broken")
+        self.service._reader = broken
+        self.sig.deliver(self.sig.SIGHUP)
+        self.reactor.run_calls()
+        self.service.stopService()
+        kinds = [m[0] for m in self.messages()]
+        self.assertEqual(kinds, ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1",
+                                 "STOPPING=1"])
+        self.assertIn("reload refused", self.messages()[4][-1])

@@ -68,7 +68,7 @@ def _unchunk(data: bytes) -> bytes:
 
 
 def request(ctx: WebContext, path: str, method: str = "GET", extra: bytes = b"") -> Response:
-    site = make_site(ctx)
+    site = make_site(ctx, Clock())
     proto = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000),
                                 hostAddress=IPv4Address("TCP", "127.0.0.1", 9199))
@@ -148,7 +148,7 @@ class ResourceTests(SynchronousTestCase):
         """
         A request announcing a body past MAX_BODY is cut off.
         """
-        site = make_site(self.ctx)
+        site = make_site(self.ctx, Clock())
         proto = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
         assert proto is not None
         transport = StringTransport()
@@ -193,7 +193,7 @@ class ServiceTests(SynchronousTestCase):
         def start() -> None:
             self.started += 1
 
-        return WebService(self.reactor, make_site(self.ctx), [parse_http_endpoint(t) for t in texts],
+        return WebService(self.reactor, make_site(self.ctx, self.reactor), [parse_http_endpoint(t) for t in texts],
                           tls_options=lambda: tls, on_start=start)
 
     def test_listen(self) -> None:

@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nutshim.config.upsmonconf import Monitor, UpsmonConf
+from nutshim.sdnotify import ServiceNotifier
 from nutshim.signals import KEPT, OURS, install_signal_handlers
 from nutshim.upsmon.monitor import NET_TIMEOUT, SessionFactory, UPSMonitor
 from nutshim.upsmon.notify import Notifier
@@ -108,6 +109,7 @@ class UpsmonService(MultiService):
         sessions_for: Optional[Callable[[UpsmonConf], SessionFactory]] = None,
         reactor: Any = None,
         sig: ModuleType = signal,
+        notifier: Optional[ServiceNotifier] = None,
     ) -> None:
         """
         @param reader: re-reads and checks C{upsmon.conf} for a reload,
@@ -118,6 +120,8 @@ class UpsmonService(MultiService):
         @param reactor: where the signal handlers run their actions
             (production); without one no handler is installed.
         @param sig: the C{signal} module (tests pass a fake).
+        @param notifier: tells systemd (C{Type=notify}) when monitoring
+            runs, around reloads and when stopping; L{None}: nobody to tell.
         """
         super().__init__()
         self.conf = conf
@@ -133,6 +137,7 @@ class UpsmonService(MultiService):
         self._sessions_for = sessions_for
         self._reactor = reactor
         self._sig = sig
+        self._systemd = notifier
         #: What each signal does, by name, once installed (for the log and tests).
         self.signals: Dict[str, str] = {}
         #: Monitors dropped by a reload and still saying goodbye.
@@ -140,14 +145,17 @@ class UpsmonService(MultiService):
 
     @classmethod
     def for_reactor(cls, conf: UpsmonConf, reactor: Any,
-                    reader: Optional[Callable[[], UpsmonConf]] = None) -> "UpsmonService":
+                    reader: Optional[Callable[[], UpsmonConf]] = None,
+                    notifier: Optional[ServiceNotifier] = None) -> "UpsmonService":
         """
         The production service: real sessions and processes, the reactor
-        stopped once C{SHUTDOWNCMD} has run, and NUT's signals.
+        stopped once C{SHUTDOWNCMD} has run, NUT's signals and systemd's
+        readiness protocol.
         """
         return cls(conf, reactor, nut_sessions(reactor, conf), ProcessRunner(reactor),
                    on_done=reactor.stop, reader=reader,
-                   sessions_for=lambda c: nut_sessions(reactor, c), reactor=reactor)
+                   sessions_for=lambda c: nut_sessions(reactor, c), reactor=reactor,
+                   notifier=notifier)
 
     def startService(self) -> None:
         super().startService()
@@ -157,6 +165,43 @@ class UpsmonService(MultiService):
         for monitor in self.monitors:
             monitor.start()
         self._install_signals()
+        self._tell_systemd()
+
+    # -- systemd (Type=notify) ----------------------------------------------
+
+    def _tell_systemd(self) -> None:
+        """
+        READY=1 once every UPS has answered its first poll, or after
+        DEADTIME (a server that is down must not hold the boot: upsmon
+        runs, and will report COMMBAD/NOCOMM as NUT's does); watchdog
+        pings from the clock.
+        """
+        if self._systemd is None:
+            return
+        self._systemd.status = self.status_line
+        self._systemd.start()
+        self._systemd.wait_ready(
+            lambda: [m.spec.system for m in self.monitors if m.last_ok is None],
+            float(self.conf.deadtime))
+
+    def status_line(self) -> str:
+        """
+        One line for C{systemctl status}: how many UPSes, and how they are.
+        """
+        counts: Dict[str, int] = {}
+        for monitor in self.monitors:
+            if monitor.last_ok is None or not monitor.alive:
+                state = "no contact"
+            elif monitor.symbols is not None and "OB" in monitor.symbols:
+                state = "on battery"
+            else:
+                state = "online"
+            counts[state] = counts.get(state, 0) + 1
+        detail = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        text = f"{len(self.monitors)} UPS monitored" + (f" ({detail})" if detail else "")
+        if self.shutdown.begun:
+            text += "; shutting down"
+        return text
 
     def _log_monitor(self, spec: Monitor) -> None:
         if spec.powervalue == 0:
@@ -167,6 +212,8 @@ class UpsmonService(MultiService):
                       role="primary" if spec.primary else "secondary", value=spec.powervalue)
 
     def stopService(self) -> Deferred[Any]:
+        if self._systemd is not None:
+            self._systemd.stopping()
         stops = [m.stop() for m in self.monitors] + self._leaving
         d: Deferred[Any] = gatherResults(stops)
         d.addBoth(lambda _: super(UpsmonService, self).stopService())
@@ -186,7 +233,8 @@ class UpsmonService(MultiService):
         reactor = self._reactor
         if reactor is None or not hasattr(reactor, "callFromThread"):
             return
-        actions = {"SIGHUP": self.reload, "SIGUSR1": self.user_fsd, "SIGUSR2": self.user_fsd}
+        actions = {"SIGHUP": self._signalled_reload, "SIGUSR1": self.user_fsd,
+                   "SIGUSR2": self.user_fsd}
         done = install_signal_handlers(reactor, actions, "nut-upsmon", self.log, self._sig)
         if not done:
             self.log.warn("Signal handlers not installed (not the main thread)")
@@ -215,6 +263,20 @@ class UpsmonService(MultiService):
 
     # -- reload (upsmon -c reload) -------------------------------------------
 
+    def _signalled_reload(self) -> None:
+        """
+        SIGHUP: the reload, told to systemd (RELOADING=1, then READY=1
+        whether or not the new file was used).
+        """
+        if self._systemd is not None:
+            self._systemd.reloading()
+        ok = False
+        try:
+            ok = self.reload()
+        finally:
+            if self._systemd is not None:
+                self._systemd.reloaded(ok)
+
     def reload(self) -> bool:
         """
         Re-read C{upsmon.conf} and apply it; a file that cannot be used is
@@ -233,7 +295,7 @@ class UpsmonService(MultiService):
                            error=str(e))
             return False
         for warning in conf.warnings:
-            self.log.warn("{warning}", warning=str(warning))
+            self.log.warn("{problem}", problem=str(warning))
         return self.apply(conf)
 
     def apply(self, conf: UpsmonConf) -> bool:

@@ -116,8 +116,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     conf = options["conf"]
     for warning in conf.warnings:
-        log.warn("{warning}", warning=str(warning))
+        log.warn("{problem}", problem=str(warning))
     top = MultiService()
     path = options["config"]
-    UpsmonService.for_reactor(conf, reactor, reader=lambda: read_config(path)).setServiceParent(top)
+    from nutshim.sdnotify import ServiceNotifier
+
+    notifier = ServiceNotifier.from_environ(reactor, lambda: "")
+    UpsmonService.for_reactor(conf, reactor, reader=lambda: read_config(path),
+                              notifier=notifier).setServiceParent(top)
     return top

@@ -120,7 +120,7 @@ class Operability(Service):
             registry, lambda: daemon.engine.descriptions, self.counters, reactor.seconds,
             self.history, host=host or socket.gethostname(),
             process=process if process is not None else ProcessMetrics())
-        self.web = WebService(reactor, make_site(self.context), self._endpoints(),
+        self.web = WebService(reactor, make_site(self.context, reactor), self._endpoints(),
                               tls_options=lambda: daemon.factory.tls_context_factory,
                               on_start=self.history.start, on_stop=self.history.stop)
         self.notifier = notifier if notifier is not None else ServiceNotifier(

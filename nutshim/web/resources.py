@@ -328,5 +328,9 @@ class QuietSite(Site):
         pass
 
 
-def make_site(context: WebContext) -> Site:
-    return QuietSite(make_root(context))
+def make_site(context: WebContext, reactor: Any) -> Site:
+    """
+    The daemon's site; C{reactor} times its connections (idle timeouts),
+    so tests pass a clock and never leave timers in the global reactor.
+    """
+    return QuietSite(make_root(context), reactor=reactor)
