@@ -178,9 +178,18 @@ class WatchTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_stop(self) -> None:
+        """
+        Stopped, the watch schedules nothing, even for a reply still in
+        flight.
+        """
         self.watch.start()
         self.watch.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.watch.status(frozenset(["TICK"]))
+        self.watch.rearm()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(100)
+        self.assertEqual(self.calls, [])
 
 
 class IntervalClient(FakeClient):

@@ -1,7 +1,8 @@
 """
 The real USB HID captures the usbhid tests use (C{nutshim/test/usbhid/},
-each file naming the public bug report it comes from), and a small
-descriptor builder for the cases no capture covers.
+each file naming the public bug report it comes from), the registry of
+the complete ones (L{DEVICES}: replayed end to end, each with its oracle),
+and a small descriptor builder for the cases no capture covers.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import attrs
 
 from nutshim.drivers.usbhid.descriptor import (G_LOGMAX, G_LOGMIN, G_REPORT_COUNT, G_REPORT_ID,
                                                G_REPORT_SIZE, G_UNIT, G_UNIT_EXP, G_USAGE_PAGE,
@@ -23,6 +26,75 @@ JSON_CAPTURES = sorted(f for f in os.listdir(DATA) if f.endswith(".json"))
 
 def path(name: str) -> str:
     return os.path.join(DATA, name)
+
+
+@attrs.frozen
+class ReplayedDevice:
+    """
+    A complete captured device (descriptor and every report the driver
+    asks for) and what NUT showed, or decoded, for it.
+
+    @ivar name: the test id (letters, digits and underscores).
+    @ivar capture: the file under C{nutshim/test/usbhid/} (NUT log or plain
+        dump) that C{port = replay:} plays.
+    @ivar source: the public URL the bytes come from.
+    @ivar oracle_source: what the oracle is: NUT's C{upsc} output for this
+        unit, or the values NUT decoded (C{Path: ... Value:}) put through
+        the NUT subdriver's mapping (named).
+    @ivar oracle: every variable of the oracle the capture supports, with
+        C{ups.status}; the replayed driver must publish exactly these values.
+    @ivar options: the C{ups.conf} options besides C{port} (e.g.
+        C{vendorid} for a vendor nutshim does not match by itself).
+    @ivar differences: deliberate differences from NUT's value (variable,
+        nutshim's value, why), listed in docs/drivers.md too.
+    """
+
+    name: str
+    capture: str
+    vendor: str
+    model: str
+    usb_id: str
+    source: str
+    oracle_source: str
+    oracle: Tuple[Tuple[str, str], ...]
+    options: Tuple[Tuple[str, str], ...] = ()
+    differences: Tuple[Tuple[str, str, str], ...] = ()
+
+    def expected(self) -> Dict[str, str]:
+        """
+        The oracle, with each deliberate difference's nutshim value.
+        """
+        values = dict(self.oracle)
+        values.update({var: ours for var, ours, _ in self.differences})
+        return values
+
+
+#: The complete devices, replayed end to end by
+#: C{nutshim.test.test_usbhid_devices} (unit level, on a Clock) and
+#: C{tests.test_usbhid_integration} (real nut-upsd, NUT's upsd and upsc).
+#: Add a device here with its capture file; both tests pick it up.
+DEVICES: Tuple[ReplayedDevice, ...] = (
+    ReplayedDevice(
+        name="unbranded_5131_2007",
+        capture="unbranded-5131-2007.dump",
+        vendor="unbranded (no NUT subdriver)",
+        model="USB UPS, 183-byte descriptor",
+        usb_id="5131:2007",
+        source="https://github.com/networkupstools/nut/issues/3227",
+        # No upsc exists (NUT has no subdriver for it); the values follow from
+        # NUT's own decode of the Feature report (WarningCapacityLimit 40,
+        # ConfigVoltage 220 at NUT's exponent -2, RemainingCapacity 400 of
+        # FullChargeCapacity 400 in mAh mode) and the reporter's Input report
+        # (RunTimeToEmpty 0, ACPresent 1, not charging or discharging) through
+        # the standard Power Device paths every NUT table shares.
+        oracle_source="NUT's decode of the reports (Path values), generic paths",
+        oracle=(("battery.charge", "100"), ("battery.charge.warning", "40"),
+                ("battery.runtime", "0"), ("battery.voltage.nominal", "2.2"),
+                ("device.type", "ups"), ("ups.productid", "2007"),
+                ("ups.vendorid", "5131"), ("ups.status", "OL")),
+        options=(("vendorid", "5131"),),
+    ),
+)
 
 
 def load_json(name: str) -> Dict[str, Any]:

@@ -12,6 +12,7 @@ The modules, from the pure to the wired:
   - L{nutshim.upsmon.events}: status symbols, event names and messages;
   - L{nutshim.upsmon.runner}: running commands through the reactor;
   - L{nutshim.upsmon.notify}: C{NOTIFYCMD}, C{NOTIFYFLAG}, C{NOTIFYMSG};
+  - L{nutshim.upsmon.heartbeat}: watching an RFC 9271 heartbeat UPS;
   - L{nutshim.upsmon.monitor}: one C{MONITOR} line: session, polls,
     contact, criticality;
   - L{nutshim.upsmon.shutdown}: FSD, waiting for the Secondaries,

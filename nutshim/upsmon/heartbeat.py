@@ -96,6 +96,7 @@ class HeartbeatWatch:
         self.last: Optional[str] = None
         self._since = clock.seconds()
         self._timer: Any = None
+        self._active = False
 
     def _input(self, event: Input) -> Beat:
         new = _NEXT.get((self.state, event))
@@ -106,11 +107,16 @@ class HeartbeatWatch:
 
     def start(self) -> None:
         """Start the window now."""
+        self._active = True
         self._since = self.clock.seconds()
         self.rearm()
 
     def stop(self) -> None:
-        """Cancel the window."""
+        """Cancel the window (a reply still in flight restarts nothing)."""
+        self._active = False
+        self._cancel()
+
+    def _cancel(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -118,10 +124,10 @@ class HeartbeatWatch:
     def rearm(self) -> None:
         """
         Schedule the end of the window again, from the last beat, with the
-        current window (nothing to schedule once lost).
+        current window (nothing to schedule once lost, or stopped).
         """
-        self.stop()
-        if self.state is Beat.LOST:
+        self._cancel()
+        if self.state is Beat.LOST or not self._active:
             return
         delay = max(0.0, self._since + self.window() - self.clock.seconds())
         self._timer = self.clock.callLater(delay, self._expired)
