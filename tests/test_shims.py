@@ -16,17 +16,20 @@ high ports, bounded waits.  A missing NUT binary skips a test, except in CI.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import selectors
 import shutil
+import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -37,6 +40,7 @@ from tests.harness import (
     nut_env,
     private_run,
     Process,
+    nutshim_daemon,
     query,
     real_driver,
     real_upsd,
@@ -151,6 +155,30 @@ def tls_records(data: bytes) -> List[int]:
     return types
 
 
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def upsd_connections(port: int) -> int:
+    """
+    The established TCP connections a server on 127.0.0.1:C{port} has
+    accepted, from /proc/net/tcp.
+    """
+    count = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state == "01" and local == f"0100007F:{port:04X}":
+                count += 1
+    return count
+
+
 def vmrss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -219,37 +247,46 @@ class ChainTestCase(SynchronousTestCase):
             f"upsd to have {name}'s data",
         )
 
-    def shim(self, plugin: str, tag: str, args: Sequence[str]) -> Process:
+    def shim(
+        self, plugin: str, tag: str, args: Sequence[str], twistd_args: Sequence[str] = (),
+        port: Optional[int] = None,
+    ) -> Process:
         """
-        Start C{twistd -n PLUGIN ARGS} (the installed package) and wait
-        until it listens.
+        Start C{twistd -n [TWISTD_ARGS] PLUGIN ARGS} (the installed package)
+        and wait until it listens (on C{port}, when its log goes elsewhere).
         """
         log = os.path.join(self.dir, f"{tag}.log")
         serial = 1
         while os.path.exists(log):  # a restart: a log of its own
             serial += 1
             log = os.path.join(self.dir, f"{tag}-{serial}.log")
-        proc = Process([twistd(), "-n", "--pidfile=", plugin, *args], log)
+        proc = Process([twistd(), "-n", "--pidfile=", *twistd_args, plugin, *args], log)
         self.addCleanup(proc.stop)
-        wait_for(
-            lambda: "Listening on" in proc.output() or not proc.alive(), 30, f"{tag} to listen"
-        )
+        if port is not None and twistd_args:
+            wait_for(lambda: port_open(port) or not proc.alive(), 30, f"{tag} to listen")
+        else:
+            wait_for(
+                lambda: "Listening on" in proc.output() or not proc.alive(), 30, f"{tag} to listen"
+            )
         if not proc.alive():
             raise AssertionError(f"{tag} did not start:\n{proc.output()}")
         return proc
 
-    def start_server_shim(self, *extra: str) -> Process:
+    def start_server_shim(self, *extra: str, twistd_args: Sequence[str] = (),
+                          certfile: Optional[str] = None) -> Process:
         self.server = self.shim(
             "nut-server-shim",
             "server-shim",
             [
                 "--listen", f"tcp:{self.server_port}:interface=127.0.0.1",
                 "--upstream", f"127.0.0.1:{self.upsd_port}",
-                "--certfile", self.cert("localhost"),
+                "--certfile", certfile or self.cert("localhost"),
                 "--cafile", self.cert("ca"),
                 "--require-client-cert",
                 *extra,
             ],
+            twistd_args,
+            self.server_port,
         )
         return self.server
 
@@ -259,21 +296,24 @@ class ChainTestCase(SynchronousTestCase):
         return self.proxy.port
 
     def start_client_shim(
-        self, tag: str, *extra: str, certfile: Optional[str] = "upsmon-box", via_proxy: bool = True
+        self, tag: str, *extra: str, certfile: Optional[str] = "upsmon-box", via_proxy: bool = True,
+        twistd_args: Sequence[str] = (), remote: Optional[int] = None,
     ) -> int:
         """
-        A client shim for C{tag}; returns its local port.
+        A client shim for C{tag}; returns its local port.  C{certfile} is a
+        certificate's name, or a path.
         """
         port = free_port()
-        remote = self.proxy.port if via_proxy and self.proxy else self.server_port
+        if remote is None:
+            remote = self.proxy.port if via_proxy and self.proxy else self.server_port
         args = [
             "--listen", f"tcp:{port}:interface=127.0.0.1",
             "--upstream", f"127.0.0.1:{remote}",
             *(extra or ("--cafile", self.cert("ca"))),
         ]
         if certfile:
-            args += ["--certfile", self.cert(certfile)]
-        self.clients[tag] = self.shim("nut-client-shim", f"client-shim-{tag}", args)
+            args += ["--certfile", certfile if os.sep in certfile else self.cert(certfile)]
+        self.clients[tag] = self.shim("nut-client-shim", f"client-shim-{tag}", args, twistd_args, port)
         return port
 
     def chain(self, upses: Dict[str, str], proxy: bool = True) -> int:
@@ -604,3 +644,364 @@ class FailureTests(ChainTestCase):
                 after[name] - before[name], 64 * 1024,
                 f"{name} shim grew from {before[name]} to {after[name]} KiB",
             )
+
+
+class StalledReaderTests(ChainTestCase):
+    """
+    Many clients that ask for a large UPS's variables and never read: what
+    each costs the client shim stays bounded (docs/shims.md).
+    """
+
+    def test_twenty_stalled_readers(self) -> None:
+        """
+        20 stalled readers of a 2,000-variable UPS (each LIST VAR reply is
+        ~80 KB) grow the client shim by less than 10 MiB in all (measured:
+        6.5-7 MiB; 14-27 MiB when it read MAX_OUTSTANDING replies ahead for
+        each); other clients are served meanwhile.
+        """
+        require("upsc")
+        port = self.chain({"lab": LAB_DEV, "big": big_dev(2000)}, proxy=False)
+        for _ in range(3):
+            query(port, b"LIST VAR big\n", until=b"END LIST VAR big\n", timeout=20)
+        time.sleep(1)
+        pid = self.clients["main"].proc.pid
+        before = vmrss_kib(pid)
+        readers = []
+        for _ in range(20):
+            s = socket.socket()
+            self.addCleanup(s.close)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.setblocking(False)
+            readers.append(s)
+        request = b"LIST VAR big\n" * 5000
+        pending = list(readers)
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            still = []
+            for s in pending:
+                try:
+                    while True:
+                        s.send(request)
+                except BlockingIOError:
+                    # Still refused a moment later: the shim stopped reading it.
+                    still.append(s)
+            time.sleep(0.5)
+            pending = []
+            for s in still:
+                try:
+                    s.send(request)
+                    pending.append(s)
+                except BlockingIOError:
+                    pass
+        self.assertEqual(len(pending), 0, "the shim kept reading")
+        time.sleep(3)
+        grown = vmrss_kib(pid) - before
+        self.assertLess(grown, 10 * 1024, f"the client shim grew by {grown} KiB for 20 readers")
+        out = self.tool("upsc", f"lab@127.0.0.1:{port}", "ups.status")
+        self.assertEqual(out.stdout, "OL\n", out.stderr)
+
+def first_certificate_sha256(pem_path: str) -> str:
+    """The SHA-256 of the first certificate in a PEM file, in hex."""
+    with open(pem_path) as f:
+        text = f.read()
+    start = text.index("-----BEGIN CERTIFICATE-----")
+    end = text.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(text[start:end])).hexdigest()
+
+
+def read_until_eof(s: socket.socket, timeout: float = 90.0) -> Tuple[bytes, Optional[float]]:
+    """
+    Everything until EOF, and the seconds from C{OK Goodbye} to EOF.
+    """
+    s.settimeout(timeout)
+    data = b""
+    seen: Optional[float] = None
+    while True:
+        try:
+            chunk = s.recv(4096)
+        except (ssl.SSLError, ConnectionError):
+            chunk = b""
+        if not chunk:
+            break
+        data += chunk
+        if seen is None and b"OK Goodbye\n" in data:
+            seen = time.monotonic()
+    return data, (time.monotonic() - seen) if seen is not None else None
+
+
+class ShimTLSClientMixin(ChainTestCase):
+    """
+    A TLS client of the server shim, as NUT's own TLS clients are: STARTTLS,
+    then a verified handshake with a client certificate.
+    """
+
+    def tls_session(self, certfile: str = "upsmon-box") -> ssl.SSLSocket:
+        raw = socket.create_connection(("127.0.0.1", self.server_port), timeout=10)
+        self.addCleanup(raw.close)
+        raw.sendall(b"STARTTLS\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = raw.recv(1)
+            if not chunk:
+                raise AssertionError(f"closed after {answer!r}")
+            answer += chunk
+        self.assertEqual(answer, b"OK STARTTLS\n")
+        ctx = ssl.create_default_context(cafile=self.cert("ca"))
+        ctx.load_cert_chain(self.cert(certfile))
+        tls = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.addCleanup(tls.close)
+        return tls
+
+    @staticmethod
+    def ask(s: socket.socket, line: bytes) -> bytes:
+        s.sendall(line)
+        out = b""
+        while not out.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+class SignalTests(ShimTLSClientMixin):
+    """
+    SIGHUP, SIGUSR1 and SIGUSR2 never end a shim, however twistd runs it
+    (the systemd units run it as C{twistd --nodaemon --pidfile=}, without a
+    log file): SIGHUP reloads, the others are ignored unless twistd rotates
+    its log file on SIGUSR1; an open session survives them all.
+    """
+
+    def check(self, mode: str) -> None:
+        require("upsc")
+        logs: Dict[str, str] = {}
+
+        def twistd_args(tag: str) -> List[str]:
+            if mode == "logfile":
+                logs[tag] = os.path.join(self.dir, f"{tag}-twistd.log")
+                return ["--logfile", logs[tag]]
+            if mode == "syslog":
+                return ["--syslog", "--prefix", f"nutshim-test-{tag}"]
+            return []
+
+        self.start_nut({"lab": LAB_DEV})
+        self.start_server_shim(twistd_args=twistd_args("server"))
+        port = self.start_client_shim("main", via_proxy=False, twistd_args=twistd_args("client"))
+        session = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(session.close)
+        self.assertEqual(self.ask(session, b"GET VAR lab ups.status\n"), b'VAR lab ups.status "OL"\n')
+        shims = {"server": self.server, "client": self.clients["main"]}
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+            for proc in shims.values():
+                assert proc is not None
+                proc.signal(sig)
+            time.sleep(1)
+            for name, proc in shims.items():
+                assert proc is not None
+                self.assertTrue(proc.alive(), f"{name} shim died of {sig!r}:\n{proc.output()}")
+            self.assertEqual(self.ask(session, b"GET VAR lab ups.status\n"),
+                             b'VAR lab ups.status "OL"\n', f"after {sig!r}")
+        out = self.tool("upsc", f"lab@127.0.0.1:{port}", "ups.status")
+        self.assertEqual(out.stdout, "OL\n", out.stderr)
+        if mode == "logfile":
+            for tag, path in logs.items():
+                # twistd's own SIGUSR1 handler (log rotation) was kept.
+                wait_for(lambda: os.path.exists(path + ".1"), 10, f"{tag} log rotated")
+                text = open(path).read() + open(path + ".1").read()
+                self.assertIn("reloaded", text)
+        elif mode == "plain":
+            for proc in shims.values():
+                assert proc is not None
+                self.assertIn("SIGUSR1 received and ignored", proc.output())
+                self.assertIn("reloaded", proc.output())
+
+    def test_plain(self) -> None:
+        """C{twistd -n}, logging to stdout (the systemd units)."""
+        self.check("plain")
+
+    def test_logfile(self) -> None:
+        """C{twistd -n --logfile FILE}: SIGUSR1 rotates the log."""
+        self.check("logfile")
+
+    def test_syslog(self) -> None:
+        """C{twistd -n --syslog}."""
+        self.check("syslog")
+
+
+class ReloadTests(ShimTLSClientMixin):
+    """
+    SIGHUP swaps certificates for the next session; a bad one is refused
+    and the old one kept; open sessions go on.
+    """
+
+    def test_server_certificate_swap(self) -> None:
+        require("upsc")
+        self.start_nut({"lab": LAB_DEV})
+        live = os.path.join(self.dir, "live.pem")
+        shutil.copy(self.cert("localhost"), live)
+        self.start_server_shim(certfile=live)
+        port = self.start_client_shim("main", via_proxy=False)
+        old = self.tls_session()
+        self.assertEqual(hashlib.sha256(old.getpeercert(True)).hexdigest(),
+                         first_certificate_sha256(self.cert("localhost")))
+        self.pki("server", "renewed", "--san", "127.0.0.1")
+        shutil.copy(self.cert("renewed"), live)
+        assert self.server is not None
+        self.server.signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in self.server.output() if self.server else False, 10, "reload")
+        new = self.tls_session()
+        self.assertEqual(hashlib.sha256(new.getpeercert(True)).hexdigest(),
+                         first_certificate_sha256(self.cert("renewed")))
+        self.assertEqual(self.ask(old, b"GET VAR lab ups.status\n"), b'VAR lab ups.status "OL"\n')
+        out = self.tool("upsc", f"lab@127.0.0.1:{port}", "ups.status")
+        self.assertEqual(out.stdout, "OL\n", out.stderr)
+        with open(live, "w") as f:
+            f.write("not a certificate\n")
+        self.server.signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in self.server.output() if self.server else False, 10,
+                 "the refusal")
+        line = [x for x in self.server.output().splitlines() if "reload refused" in x][0]
+        self.assertIn(f"{live}: --certfile: not a PEM file", line)
+        self.assertTrue(self.server.alive())
+        again = self.tls_session()
+        self.assertEqual(hashlib.sha256(again.getpeercert(True)).hexdigest(),
+                         first_certificate_sha256(self.cert("renewed")))
+        self.assertEqual(self.ask(again, b"GET VAR lab ups.status\n"), b'VAR lab ups.status "OL"\n')
+        self.assertEqual(self.ask(new, b"GET VAR lab ups.status\n"), b'VAR lab ups.status "OL"\n')
+
+    def test_client_certificate_swap(self) -> None:
+        require("upsc")
+        self.start_nut({"lab": LAB_DEV})
+        self.start_server_shim()
+        live = os.path.join(self.dir, "client-live.pem")
+        shutil.copy(self.cert("upsmon-box"), live)
+        port = self.start_client_shim("main", via_proxy=False, certfile=live)
+        out = self.tool("upsc", f"lab@127.0.0.1:{port}", "ups.status")
+        self.assertEqual(out.stdout, "OL\n", out.stderr)
+        shutil.copy(self.cert("upsmon-two"), live)
+        client = self.clients["main"]
+        client.signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in client.output(), 10, "reload")
+        out = self.tool("upsc", f"lab@127.0.0.1:{port}", "ups.status")
+        self.assertEqual(out.stdout, "OL\n", out.stderr)
+        wait_for(lambda: "CN=upsmon-two" in (self.server.output() if self.server else ""), 10,
+                 "the server shim to see the new client certificate")
+        with open(live, "w") as f:
+            f.write("junk\n")
+        client.signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in client.output(), 10, "the refusal")
+        self.assertIn(f"{live}: --certfile: not a PEM file", client.output())
+        out = self.tool("upsc", f"lab@127.0.0.1:{port}", "ups.status")
+        self.assertEqual(out.stdout, "OL\n", out.stderr)
+        self.assertTrue(client.alive())
+
+
+class LogoutTests(ShimTLSClientMixin):
+    """
+    EOF within a second of C{OK Goodbye}, through both shims.
+    """
+
+    def test_through_both_shims(self) -> None:
+        """
+        NUT 2.8.0's upsd behind the server shim, a plaintext client of the
+        client shim, and a TLS client of the server shim.
+        """
+        port = self.chain({"lab": LAB_DEV}, proxy=False)
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"GET VAR lab ups.status\nLOGOUT\n")
+        data, delay = read_until_eof(s)
+        self.assertEqual(data, b'VAR lab ups.status "OL"\nOK Goodbye\n')
+        self.assertIsNotNone(delay)
+        self.assertLess(delay, 1.0)
+        tls = self.tls_session()
+        tls.sendall(b"LOGOUT\n")
+        data, delay = read_until_eof(tls)
+        self.assertEqual(data, b"OK Goodbye\n")
+        self.assertLess(delay, 1.0)
+
+    def test_client_shim_in_front_of_nut_upsd(self) -> None:
+        """
+        The client shim straight to nut-upsd's own STARTTLS: LOGOUT and
+        DETACH end the legacy client's session at C{OK Goodbye} (the shim
+        closes it, whatever the server does).
+        """
+        confdir = os.path.join(self.dir, "nutshim")
+        os.makedirs(confdir)
+        write(os.path.join(confdir, "lab.dev"), LAB_DEV)
+        write(os.path.join(confdir, "ups.conf"), "[lab]\n  driver = nutshim-sim\n  port = lab.dev\n")
+        write(os.path.join(confdir, "upsd.conf"), f"CERTFILE {self.cert('localhost')}\n", 0o600)
+        write(os.path.join(confdir, "upsd.users"), UPSD_USERS, 0o600)
+        upsd_port = free_port()
+        nutshim_daemon(self, confdir, upsd_port)
+        port = self.start_client_shim("direct", via_proxy=False, remote=upsd_port)
+        for verb in (b"LOGOUT", b"DETACH", b"logout"):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            self.addCleanup(s.close)
+            s.sendall(b"GET VAR lab ups.status\n" + verb + b"\n")
+            data, delay = read_until_eof(s)
+            self.assertEqual(data, b'VAR lab ups.status "OL"\nOK Goodbye\n', verb)
+            self.assertIsNotNone(delay, verb)
+            self.assertLess(delay, 1.0, verb)
+
+
+class StartErrorTests(ChainTestCase):
+    """
+    A bad certificate or option file stops a shim before it starts: one
+    line naming the file, exit status 1, no usage text, no traceback.
+    """
+
+    def test_one_line(self) -> None:
+        junk = write(os.path.join(self.dir, "junk.pem"), "junk\n")
+        allow = write(os.path.join(self.dir, "allow"), "192.0.2.0/24\nnot-a-network\n")
+        for args, start in (
+            (["nut-server-shim", "--certfile", junk], f"nut-server-shim: {junk}: --certfile: not a PEM"),
+            (["nut-server-shim", "--certfile", self.cert("localhost"), "--allow-file", allow],
+             f"nut-server-shim: {allow}:2: --allow-file: "),
+            (["nut-client-shim", "--upstream", "127.0.0.1", "--cafile", junk],
+             f"nut-client-shim: {junk}: --cafile: not a PEM"),
+            (["nut-client-shim", "--upstream", "127.0.0.1", "--cafile", self.cert("ca"),
+              "--certfile", self.cert("ca")], f"nut-client-shim: {self.cert('ca')}: --certfile: "),
+        ):
+            out = run([twistd(), "-n", "--pidfile=", *args])
+            text = (out.stdout + out.stderr).strip()
+            self.assertEqual(out.returncode, 1, text)
+            self.assertTrue(text.startswith(start), text)
+            self.assertEqual(len(text.splitlines()), 1, text)
+            self.assertNotIn("Usage", text)
+            self.assertNotIn("Traceback", text)
+
+
+class StrangerTests(ShimTLSClientMixin):
+    """
+    Connections that never get TLS up hold no upsd connection, and do not
+    keep a client with a certificate from being served.
+    """
+
+    def test_silent_connections(self) -> None:
+        self.start_nut({"lab": LAB_DEV})
+        self.start_server_shim()
+        count = 1100
+        silent = []
+        for _ in range(count):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", self.server_port))
+            silent.append(s)
+            self.addCleanup(s.close)
+        assert self.server is not None
+        server = self.server
+        wait_for(
+            lambda: "More than 1024 connections without TLS" in server.output()
+            or upsd_connections(self.upsd_port) > 0,
+            30,
+            "the server shim to take every silent connection",
+        )
+        self.assertEqual(upsd_connections(self.upsd_port), 0)
+        start = time.monotonic()
+        tls = self.tls_session()
+        self.assertEqual(self.ask(tls, b"GET VAR lab ups.status\n"), b'VAR lab ups.status "OL"\n')
+        elapsed = time.monotonic() - start
+        self.assertLess(elapsed, 2.0)
+        self.assertEqual(upsd_connections(self.upsd_port), 1)

@@ -18,8 +18,9 @@ C{twisted.protocols.portforward}, adapted to a request/reply protocol:
    upsd for every client.  At most C{MAX_OUTSTANDING} requests per client
    wait for upsd, so there a slow client costs at most that many replies.
 
-Closing (L{FlowControl.shut}): the client's transport is closed after what
-was written to it, with the producer unregistered first and the TLS
+Closing (L{FlowControl.shut}): at C{OK Goodbye} (L{FlowControl.end_session}),
+when the upstream is gone, after a half-close.  The client's transport is
+closed after what was written to it, with the producer unregistered first and the TLS
 shutdown bounded (L{nutshim.shim._transport.close}); from then on nothing
 it sends is a request (the TLS transport would go on delivering it), but
 it is still read, so that its close_notify finishes the TLS shutdown.
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 
 __all__ = ["FlowControl"]
 
+#: How the reply to a LOGOUT that ends the session looks at the end of the
+#: reply stream.
+_GOODBYE = b"\nOK Goodbye\n"
+
 
 class FlowControl(LineReceiver):
     """
@@ -52,6 +57,8 @@ class FlowControl(LineReceiver):
     sequencer: Any
     _relaying: bool
     _lost: bool
+    _link: Optional[Any]
+    _goodbye: Optional[bytes]
 
     def init_flow(self) -> None:
         self._shut = False
@@ -78,6 +85,32 @@ class FlowControl(LineReceiver):
 
     def rawDataReceived(self, data: bytes) -> None:
         """After L{shut}: read and dropped."""
+
+    def _goodbye_reply(self, data: bytes) -> None:
+        """
+        Reply bytes while a LOGOUT waits: once every reply is in, either
+        the session ends (the last reply is C{OK Goodbye}) or reading goes
+        on.
+        """
+        assert self._goodbye is not None
+        tail = (self._goodbye + data)[-len(_GOODBYE):]
+        if not self.sequencer.idle:
+            self._goodbye = tail
+            return
+        self._goodbye = None
+        if tail == _GOODBYE:
+            self.end_session()
+        else:
+            self._resume("goodbye")
+
+    def end_session(self) -> None:
+        """
+        The session is over (C{OK Goodbye} passed on): close both sides.
+        """
+        back = self._link
+        self.shut()
+        if back is not None and back.transport is not None and not back.lost:
+            close(back.transport, self.factory.clock)
 
     def _pause(self, reason: str) -> None:
         if not self._pauses:

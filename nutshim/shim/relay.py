@@ -82,9 +82,6 @@ MAX_QUEUE = 65536
 FAIL_LINGER = 2.0
 #: The reply to requests that cannot reach upsd any more.
 UPSTREAM_GONE = NutError.DRIVER_NOT_CONNECTED.line
-#: How the reply to a LOGOUT that ends the session looks at the end of the
-#: reply stream.
-_GOODBYE = b"\nOK Goodbye\n"
 
 
 @implementer(IHalfCloseableProtocol)
@@ -300,32 +297,6 @@ class Front(FlowControl, TimeoutMixin):
             self._resume("outstanding")
         self._hold_upstream()
         self._check_done()
-
-    def _goodbye_reply(self, data: bytes) -> None:
-        """
-        Reply bytes while a LOGOUT waits: once every reply is in, either
-        the session ends (the last reply is C{OK Goodbye}) or reading goes
-        on.
-        """
-        assert self._goodbye is not None
-        tail = (self._goodbye + data)[-len(_GOODBYE):]
-        if not self.sequencer.idle:
-            self._goodbye = tail
-            return
-        self._goodbye = None
-        if tail == _GOODBYE:
-            self.end_session()
-        else:
-            self._resume("goodbye")
-
-    def end_session(self) -> None:
-        """
-        The session is over (C{OK Goodbye} passed on): close both sides.
-        """
-        back = self._link
-        self.shut()
-        if back is not None and back.transport is not None and not back.lost:
-            close(back.transport, self.factory.clock)
 
     # The two halves meet.
 

@@ -13,6 +13,8 @@ TLS).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from typing import Any, List, Tuple
 
@@ -115,6 +117,20 @@ class ClassifierTests(SynchronousTestCase):
         classifier.line(b"START\\")
         classifier.reset()
         self.assertIs(classifier.line(b"TLS").kind, Kind.OTHER)
+
+
+class PurityTests(SynchronousTestCase):
+    def test_no_twisted(self) -> None:
+        """
+        The classification is protocol core: it imports nothing from Twisted.
+        """
+        code = ("import sys, nutshim.protocol.starttls; print(any(m == 'twisted'"
+                " or m.startswith('twisted.') for m in sys.modules))")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        self.assertEqual(out.stdout.strip(), "False")
 
 
 class AcceptedTests(SynchronousTestCase):
