@@ -256,3 +256,52 @@ class UpsmonReadinessTests(SynchronousTestCase):
         self.assertGreaterEqual(time.monotonic() - started, 3.0)
         self.assertEqual(ready[0], "READY=1")
         self.assertIn("no contact", field(ready, "STATUS") or "")
+
+
+class ShimReadinessTests(SynchronousTestCase):
+    """
+    The same protocol from both shims: READY=1 once listening (a shim has
+    no data to wait for), RELOADING=1/READY=1 around SIGHUP, STOPPING=1.
+    """
+
+    def setUp(self) -> None:
+        import sys
+        import subprocess
+
+        self.dir = os.path.abspath(self.mktemp())
+        self.certs = os.path.join(self.dir, "certs")
+        os.makedirs(self.dir)
+        for args in (["init"], ["server", "localhost", "--san", "127.0.0.1"], ["client", "box"]):
+            out = subprocess.run([sys.executable, "-m", "nutshim.pki.cli", "--dir", self.certs, *args],
+                                 capture_output=True, text=True)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+
+    def life(self, plugin: str, args: List[str]) -> None:
+        notify = NotifySocket(self)
+        proc = Process([twistd(), "-n", "--pidfile=", plugin, *args],
+                       os.path.join(self.dir, plugin + ".log"),
+                       env=nut_env(self.dir, {"NOTIFY_SOCKET": notify.env, "WATCHDOG_USEC": "400000"}))
+        self.addCleanup(proc.stop)
+        self.assertEqual(notify.next(), ["READY=1", "STATUS=0 sessions"])
+        self.assertIn("Listening on", proc.output())
+        self.assertGreaterEqual(notify.pings(1.0), 3)
+        proc.signal(signal.SIGHUP)
+        self.assertEqual(notify.next()[0], "RELOADING=1")
+        self.assertEqual(notify.next(), ["READY=1", "STATUS=0 sessions"])
+        proc.signal(signal.SIGTERM)
+        self.assertEqual(notify.next(), ["STOPPING=1", "STATUS=Stopping"])
+        proc.proc.wait(20)
+
+    def test_server_shim(self) -> None:
+        self.life("nut-server-shim", [
+            "--listen", f"tcp:{free_port()}:interface=127.0.0.1",
+            "--upstream", f"127.0.0.1:{free_port()}",
+            "--certfile", os.path.join(self.certs, "localhost.pem"),
+            "--cafile", os.path.join(self.certs, "ca.pem"), "--require-client-cert"])
+
+    def test_client_shim(self) -> None:
+        self.life("nut-client-shim", [
+            "--listen", f"tcp:{free_port()}:interface=127.0.0.1",
+            "--upstream", f"127.0.0.1:{free_port()}",
+            "--cafile", os.path.join(self.certs, "ca.pem"),
+            "--certfile", os.path.join(self.certs, "box.pem")])

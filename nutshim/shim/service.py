@@ -12,6 +12,11 @@ options name and applies them to new sessions only; sessions already open
 keep the TLS they have.  If anything is wrong with the new files, nothing
 changes and the log says what, in the words a start would have used.
 
+Under systemd (C{Type=notify}, L{nutshim.sdnotify}) a shim says C{READY=1}
+once its listeners are bound -- a shim has no data to wait for --,
+C{RELOADING=1}/C{READY=1} around a reload, C{STOPPING=1}, a C{STATUS=}
+line with its open sessions, and the watchdog pings.
+
 The listeners are bound in C{privilegedStartService}: before twistd
 drops privileges (C{--uid}/C{--gid}), so port 401 can be bound by root (or
 with C{CAP_NET_BIND_SERVICE}) and served as an unprivileged user.
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import signal
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
@@ -39,9 +44,10 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from nutshim.sdnotify import ServiceNotifier
 from nutshim.signals import install_signal_handlers
 
-__all__ = ["ListenerError", "ListenerService", "ShimService"]
+__all__ = ["ListenerError", "ListenerService", "ShimService", "systemd_notifier"]
 
 log = Logger()
 
@@ -60,19 +66,59 @@ class ShimService(MultiService):
         daemon: str,
         reload: Callable[[], str],
         signal_module: ModuleType = signal,
+        notifier: Optional[ServiceNotifier] = None,
+        sessions: Callable[[], int] = lambda: 0,
     ) -> None:
+        """
+        @param notifier: tells systemd; L{None}: nobody to tell.
+        @param sessions: how many client sessions are open, for C{STATUS=}.
+        """
         super().__init__()
         self.reactor = reactor
         self.daemon = daemon
         self._reload = reload
         self._signal_module = signal_module
+        self._systemd = notifier
+        self._sessions = sessions
         self.signals: Dict[str, str] = {}
 
     def startService(self) -> None:
         super().startService()
         self.signals = install_signal_handlers(
-            self.reactor, {"SIGHUP": self.reload}, self.daemon, log, self._signal_module
+            self.reactor, {"SIGHUP": self._signalled_reload}, self.daemon, log,
+            self._signal_module
         )
+        if self._systemd is not None:
+            # The listeners were bound in privilegedStartService: serving.
+            self._systemd.status = self.status_line
+            self._systemd.start()
+            self._systemd.ready()
+
+    def stopService(self) -> "Deferred[Any]":
+        if self._systemd is not None:
+            self._systemd.stopping()
+        d: Deferred[Any] = super().stopService()  # type: ignore[assignment]
+        return d
+
+    def status_line(self) -> str:
+        """
+        One line for C{systemctl status}.
+        """
+        n = self._sessions()
+        return f"{n} session{'' if n == 1 else 's'}"
+
+    def _signalled_reload(self) -> None:
+        """
+        SIGHUP: the reload, told to systemd.
+        """
+        if self._systemd is not None:
+            self._systemd.reloading()
+        ok = False
+        try:
+            ok = self.reload()
+        finally:
+            if self._systemd is not None:
+                self._systemd.reloaded(ok)
 
     def reload(self) -> bool:
         """
@@ -92,6 +138,17 @@ class ShimService(MultiService):
             return False
         log.info("{daemon}: reloaded: {summary}", daemon=self.daemon, summary=summary)
         return True
+
+
+def systemd_notifier(reactor: Any, signal_module: ModuleType = signal) -> Optional[ServiceNotifier]:
+    """
+    The real daemon's systemd notifier, from C{$NOTIFY_SOCKET}; L{None} for
+    a test that passes its own signal module (it must not consume the
+    environment of the process running the tests).
+    """
+    if signal_module is not signal:
+        return None
+    return ServiceNotifier.from_environ(reactor, lambda: "")
 
 
 class ListenerError(SystemExit):

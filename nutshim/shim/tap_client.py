@@ -52,7 +52,7 @@ from nutshim.shim.options import (
     upstream_endpoint,
     with_backlog,
 )
-from nutshim.shim.service import ListenerService, ShimService
+from nutshim.shim.service import ListenerService, ShimService, systemd_notifier
 
 __all__ = ["Options", "Remote", "build_remotes", "makeService", "reload"]
 
@@ -324,7 +324,9 @@ def makeService(options: Options, reactor: Any = None, signal_module: ModuleType
             f" server verified by {trust}, client certificate"
             f" {remote.tls.certfile or 'none'})"
         )
-    top = ShimService(reactor, Options.daemon, lambda: reload(options, factories), signal_module)
+    top = ShimService(reactor, Options.daemon, lambda: reload(options, factories), signal_module,
+                      notifier=systemd_notifier(reactor, signal_module),
+                      sessions=lambda: sum(len(f.connections) for f in factories))
     listeners = ListenerService(reactor, groups, banner, Options.daemon)
     listeners.setServiceParent(top)
     top.factories = factories  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from nutshim.shim.options import (
     upstream_endpoint,
 )
 from nutshim.shim.server import ServerShimFactory
-from nutshim.shim.service import ListenerService, ShimService
+from nutshim.shim.service import ListenerService, ShimService, systemd_notifier
 from nutshim.tls import ServerTLSOptions, server_tls_options
 
 __all__ = ["Options", "makeService", "reload", "server_tls"]
@@ -153,7 +153,9 @@ def makeService(options: Options, reactor: Any = None, signal_module: ModuleType
         tls_options=options["tls"],
         max_pending_tls=options["max-pending-tls"],
     )
-    top = ShimService(reactor, Options.daemon, lambda: reload(options, factory), signal_module)
+    top = ShimService(reactor, Options.daemon, lambda: reload(options, factory), signal_module,
+                      notifier=systemd_notifier(reactor, signal_module),
+                      sessions=lambda: len(factory.connections))
     banner = [
         f"nut-server-shim: {options['tls'].describe()}",
         f"nut-server-shim: relaying to upsd {factory.upstream_name};"
