@@ -191,5 +191,9 @@ class PowerOffTests(SynchronousTestCase):
         with open(os.path.join(confdir, "ups.conf"), "w") as f:
             f.write("[hid]\n driver = nutshim-usbhid\n port = replay:%s\n vendorid = 5131\n"
                     % os.path.join(DATA, "unbranded-5131-2007.dump"))
-        self.assertEqual(main(["-a", "hid", "-c", confdir]), 1)
-        self.assertEqual(main(["-a", "nosuch", "-c", confdir]), 1)
+        out = io.StringIO()
+        self.assertEqual(main(["-a", "hid", "-c", confdir], out), 1)
+        self.assertIn("[hid]: the UPS refused the shutdown commands", out.getvalue())
+        out = io.StringIO()
+        self.assertEqual(main(["-a", "nosuch", "-c", confdir], out), 1)
+        self.assertEqual(out.getvalue(), "nutshim-driver: no nutshim-usbhid section [nosuch] in ups.conf\n")

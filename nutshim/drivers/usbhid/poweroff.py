@@ -71,7 +71,7 @@ def poweroff(ups: str, options: Mapping[str, str], confdir: str, backend: Any = 
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, err: TextIO = sys.stderr) -> int:
     """
     C{python -m nutshim.drivers.usbhid.poweroff -a UPS [-c CONFDIR]}.
     """
@@ -88,13 +88,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         conf = load_ups_conf(os.path.join(confdir, "ups.conf"))
     except ConfigError as e:
-        sys.stderr.write(f"{e}\n")
+        err.write(f"{e}\n")
         return 1
     sections = [s for s in (conf.sections if conf else ()) if s.name.lower() == args.ups.lower()]
     if not sections or sections[0].driver != "nutshim-usbhid":
-        sys.stderr.write(f"nutshim-driver: no nutshim-usbhid section [{args.ups}] in ups.conf\n")
+        err.write(f"nutshim-driver: no nutshim-usbhid section [{args.ups}] in ups.conf\n")
         return 1
-    return poweroff(sections[0].name, sections[0].options, confdir)
+    return poweroff(sections[0].name, sections[0].options, confdir, err=err)
 
 
 if __name__ == "__main__":
