@@ -32,9 +32,25 @@ script reuses.
 Usage (as root: NUT's programs stay root, the open-files limit rises)::
 
     python3 bench/shim_bench.py [--python /tmp/inst-shim/bin/python] [--quick]
+
+The anchor (RFC 9271 Appendix D.2's own alternative): the same chain built
+from Debian's stunnel4 -- a stunnel client (C{client = yes}) in front of a
+stunnel server in front of the same upsd, implicit TLS 1.3 only, with the
+same certificates and C{verifyChain}/C{checkHost} in both directions (the
+server requires and verifies the client certificate, as the server shim
+with C{--require-client-cert} does).  GET VAR on persistent connections is
+run alternately through both chains (C{--repeat} rounds, interleaved, so
+that a neighbour's load hits both alike) and the medians are printed side
+by side: rate, p50/p99, and each pair's relay CPU per request -- the CPU
+time (C{/proc/<pid>/stat} utime+stime) of both relay processes over the
+run, warm-up included, divided by every reply the load generator got.
+
+    python3 bench/shim_bench.py --compare-only --conns 1,100
 """
 
 from __future__ import annotations
+
+import statistics
 
 import argparse
 import os
@@ -134,6 +150,87 @@ class Chain:
             proc.stop()
 
 
+class Stunnel:
+    """
+    The stunnel pair: a client on C{client_port} -> implicit TLS 1.3 ->
+    a server on C{server_port} -> upsd, both verifying the peer's chain
+    and name.
+    """
+
+    def __init__(self, chain: Chain, binary: str, pin: bool) -> None:
+        root = chain.root
+        certs = os.path.join(root, "certs")
+        self.server_port, self.client_port = free_port(), free_port()
+        common = "foreground = yes\npid =\nsyslog = no\ndebug = 5\n"
+        tls = ("sslVersionMin = TLSv1.3\nsslVersionMax = TLSv1.3\n"
+               f"CAfile = {chain.cafile}\nverifyChain = yes\n")
+        server_conf = os.path.join(root, "stunnel-server.conf")
+        with open(server_conf, "w") as f:
+            f.write(common + f"output = {root}/stunnel-server.log\n[nut]\n"
+                    f"accept = 127.0.0.1:{self.server_port}\nconnect = 127.0.0.1:{chain.upsd_port}\n"
+                    f"cert = {os.path.join(certs, 'localhost.pem')}\n" + tls
+                    + "requireCert = yes\ncheckHost = bench-client\nsocket = a:TCP_NODELAY=1\n"
+                    "socket = r:TCP_NODELAY=1\n")
+        client_conf = os.path.join(root, "stunnel-client.conf")
+        with open(client_conf, "w") as f:
+            f.write(common + f"output = {root}/stunnel-client.log\n[nut]\nclient = yes\n"
+                    f"accept = 127.0.0.1:{self.client_port}\nconnect = 127.0.0.1:{self.server_port}\n"
+                    f"cert = {os.path.join(certs, 'bench-client.pem')}\n" + tls
+                    + "checkHost = localhost\nsocket = a:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n")
+        env = dict(os.environ)
+        self.server = chain.start("stunnel-server", [binary, server_conf], self.server_port, env, pin)
+        self.client = chain.start("stunnel-client", [binary, client_conf], self.client_port, env, False)
+        if pin:
+            os.sched_setaffinity(self.client.proc.pid, {CLIENT_CPU})
+        wait_for("the stunnel chain",
+                 lambda: ask(self.client_port, b"GET VAR ups ups.status\n").startswith(b"VAR "))
+
+
+def compare(chain: Chain, tunnel: Stunnel, counts: List[int], seconds: float, repeat: int,
+            pin: bool) -> None:
+    """
+    GET VAR through the nutshim pair and the stunnel pair, interleaved,
+    C{repeat} rounds; print the medians side by side.
+    """
+    pairs = {"nutshim": (chain.client_port, (chain.client.proc.pid, chain.server.proc.pid)),
+             "stunnel": (tunnel.client_port, (tunnel.client.proc.pid, tunnel.server.proc.pid))}
+    got: Dict[Tuple[str, int], List[Dict[str, float]]] = {}
+    for count in counts:
+        warm = ["-w", f"{min(30.0, 1 + count / 100):g}"]
+        for n in range(repeat):
+            # Alternate which goes first, so neither always runs warm.
+            order = list(pairs) if n % 2 == 0 else list(reversed(pairs))
+            for name in order:
+                port, pids = pairs[name]
+                before = [cpu_seconds(p) for p in pids]
+                r = loadgen(port, ["-m", "steady", "-c", str(count), "-d", f"{seconds:g}", *warm],
+                            pin, seconds + 120)
+                used = [cpu_seconds(p) - b for p, b in zip(pids, before)]
+                total = r.get("total") or r["requests"]
+                r["client_us"], r["server_us"] = (u / total * 1e6 for u in used)
+                r["relay_us"] = r["client_us"] + r["server_us"]
+                got.setdefault((name, count), []).append(r)
+                print(f"  {name} {count:4} clients round {n + 1}: {r['rps']:8.0f}/s p50 {fmt_us(r['p50_us'])}"
+                      f" p99 {fmt_us(r['p99_us'])} relay CPU {r['relay_us']:.0f} µs/request"
+                      f" errors {r.get('errors', 0):.0f}", flush=True)
+    rows: List[Tuple[str, ...]] = [("clients", "pair", "requests/s", "p50", "p99", "relay CPU/request",
+                                    "client side", "server side", "rate vs stunnel", "CPU vs stunnel")]
+    for count in counts:
+        med = {name: {k: statistics.median(r[k] for r in got[(name, count)])
+                      for k in ("rps", "p50_us", "p99_us", "relay_us", "client_us", "server_us")}
+               for name in pairs}
+        for name in pairs:
+            m = med[name]
+            rows.append((str(count), name, f"{m['rps']:,.0f}", fmt_us(m["p50_us"]), fmt_us(m["p99_us"]),
+                         f"{m['relay_us']:.0f} µs", f"{m['client_us']:.0f} µs", f"{m['server_us']:.0f} µs",
+                         f"{m['rps'] / med['stunnel']['rps']:.2f}×",
+                         f"{m['relay_us'] / med['stunnel']['relay_us']:.2f}×"))
+    print()
+    print(f"GET VAR, persistent connections, medians of {repeat} interleaved {seconds:g} s runs:")
+    print(table(rows))
+    print()
+
+
 def measure(chain: Chain, run: Callable[[], Dict[str, float]]) -> Dict[str, float]:
     """
     Run a load, adding the CPU seconds each shim used meanwhile.
@@ -167,6 +264,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 s runs")
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    parser.add_argument("--stunnel", default=shutil.which("stunnel4") or shutil.which("stunnel") or "",
+                        help="the stunnel binary of the anchor (apt-get install stunnel4)")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds of the comparison")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only the nutshim-versus-stunnel comparison")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = 2.0
@@ -185,6 +287,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"sandbox {root}; {os.cpu_count()} CPUs, load average {load:.2f} before the runs; "
               f"{'upsd + server shim on CPU 0, client shim + load generator on CPU 1' if pin else 'not pinned'}; "
               f"{args.seconds:g} s per run")
+        if args.stunnel:
+            compare(chain, Stunnel(chain, args.stunnel, pin), counts, args.seconds, max(1, args.repeat), pin)
+        else:
+            print("(no stunnel comparison: apt-get install stunnel4, or --stunnel PATH)")
+        if args.compare_only:
+            return 0
         results: Dict[Tuple[str, int], Dict[str, float]] = {}
         for count in counts:
             # Through the shims every new connection is a TLS handshake

@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 need_apt=""
-for pkg in nut-server nut-client python3-nut libnss3-tools openssl prometheus chromium libusb-1.0-0; do
+for pkg in nut-server nut-client python3-nut libnss3-tools openssl prometheus chromium libusb-1.0-0 stunnel4; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt="$need_apt $pkg"
 done
 if [ -n "$need_apt" ]; then

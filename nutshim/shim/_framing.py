@@ -23,12 +23,19 @@ Nothing here does I/O or imports Twisted.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import Callable, Deque, List, Optional, Tuple, Union
 
 from nutshim.protocol.starttls import Classified, Kind, RequestClassifier
 
-__all__ = ["RequestAssembler", "RequestTooLong", "ReplyCounter", "ReplySequencer"]
+__all__ = [
+    "RequestAssembler",
+    "RequestTooLong",
+    "ReplyCounter",
+    "ReplySequencer",
+    "plain_requests",
+]
 
 _BEGIN = b"BEGIN LIST "
 _END = b"END LIST "
@@ -263,6 +270,11 @@ class RequestAssembler:
         parts.append(line)
         return verdict, b"\n".join(parts) + b"\n"
 
+    @property
+    def pending(self) -> bool:
+        """Whether a continued request is being held."""
+        return bool(self._parts)
+
     def take_pending(self) -> bytes:
         """
         The parts of an unfinished request, as received, and forget them
@@ -271,3 +283,27 @@ class RequestAssembler:
         parts, self._parts, self._size = self._parts, [], 0
         self._classifier.reset()
         return b"".join(part + b"\n" for part in parts)
+
+
+#: What makes a chunk of requests need the line-by-line path: a verb a
+#: shim acts on (anywhere, in any case: a false alarm only costs the slow
+#: path) or a backslash (a continued line, or an escape).
+_NEEDS_LINES = re.compile(rb"starttls|logout|detach|\\", re.IGNORECASE)
+
+
+def plain_requests(data: bytes, limit: int) -> int:
+    """
+    How many requests C{data} is, when it is nothing but whole ordinary
+    requests: complete lines (it ends in C{\\n}), none continued, no
+    C{STARTTLS}, C{LOGOUT} or C{DETACH}, at most C{limit} bytes.  Every
+    such line is one request to forward byte for byte (blank lines,
+    comments and lines upsd rejects included: upsd answers each, see
+    L{nutshim.protocol.starttls.Kind}), so a relay can forward the chunk
+    whole instead of line by line.
+
+    @return: the number of requests, or 0 when the chunk must go line by
+        line.
+    """
+    if len(data) > limit or not data.endswith(b"\n") or _NEEDS_LINES.search(data):
+        return 0
+    return data.count(b"\n")

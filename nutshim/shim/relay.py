@@ -11,7 +11,9 @@ with the properties RFC 9271's published shims lacked.
    classifies them (L{nutshim.protocol.starttls}), so a shim can answer the
    few requests it owns (C{STARTTLS}) in order: L{ReplySequencer} holds
    such an answer until upsd has answered every earlier request.
-   Everything else is forwarded byte for byte.
+   Everything else is forwarded byte for byte; once relaying, a read that
+   is nothing but whole ordinary requests is forwarded as read, in one
+   write, without the line-by-line pass (L{Front.dataReceived}).
  - Replies are a byte stream passed on as received, never rewritten or
    cut; L{ReplyCounter} only notes where replies end.
  - Back-pressure both ways and the close: L{nutshim.shim._flow}.  At most
@@ -52,8 +54,8 @@ from nutshim.protocol import NutError
 from nutshim.protocol.starttls import Classified, Kind
 from nutshim.shim._address import describe_address
 from nutshim.shim._flow import FlowControl
-from nutshim.shim._framing import ReplySequencer, RequestAssembler, RequestTooLong
-from nutshim.shim._transport import Valve, close, nodelay
+from nutshim.shim._framing import ReplySequencer, RequestAssembler, RequestTooLong, plain_requests
+from nutshim.shim._transport import Valve, close, nodelay, relay_write
 
 if TYPE_CHECKING:
     from nutshim.shim.factory import RelayFactory
@@ -217,6 +219,33 @@ class Front(FlowControl, TimeoutMixin):
         """
         return None
 
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Once relaying, a read that is nothing but whole ordinary requests
+        (L{plain_requests}) and fits under L{MAX_OUTSTANDING} is forwarded
+        whole, in one write -- what every poll of upsmon, upsc or PyNUT
+        reads as; anything else goes line by line (C{LineReceiver}).
+        """
+        if (
+            self._relaying
+            and self.line_mode
+            and not self.paused
+            and not self._buffer
+            and self._goodbye is None
+            and not self._assembler.pending
+        ):
+            count = plain_requests(data, MAX_LINE)
+            if count and self.sequencer.outstanding + count <= MAX_OUTSTANDING:
+                assert self.back is not None
+                self.resetTimeout()
+                relay_write(self.back.transport, data)
+                self.requests += count
+                self.sequencer.forwarded(count)
+                if self.sequencer.outstanding >= MAX_OUTSTANDING:
+                    self._pause("outstanding")
+                return
+        LineReceiver.dataReceived(self, data)
+
     def lineReceived(self, line: bytes) -> None:
         self.resetTimeout()
         try:
@@ -269,7 +298,7 @@ class Front(FlowControl, TimeoutMixin):
             # ends (OK Goodbye) or not (an error).
             self._goodbye = b"\n" if self.sequencer.idle else b""
             self._pause("goodbye")
-        self.back.transport.write(data)
+        relay_write(self.back.transport, data)
         self.requests += 1
         self.sequencer.forwarded()
         if self.sequencer.outstanding >= MAX_OUTSTANDING:
@@ -279,7 +308,7 @@ class Front(FlowControl, TimeoutMixin):
 
     def _write_reply(self, data: bytes) -> None:
         self.replied += len(data)
-        self.transport.write(data)
+        relay_write(self.transport, data)
 
     def upstream_data(self, data: bytes) -> None:
         """

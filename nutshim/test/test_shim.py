@@ -28,6 +28,7 @@ from twisted.internet.interfaces import (
     ITLSTransport,
 )
 from twisted.internet.task import Clock
+from twisted.internet.tcp import Connection
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent
 from twisted.protocols.basic import LineReceiver
@@ -43,10 +44,10 @@ from nutshim.config import UpsdConf
 from nutshim.pki import _certs
 from nutshim.shim import tap_client, tap_server
 from nutshim.shim._address import allowed, describe_address
-from nutshim.shim._framing import ReplyCounter, ReplySequencer
+from nutshim.shim._framing import ReplyCounter, ReplySequencer, plain_requests
 from nutshim.shim.client import ClientShimFactory, LegacyClientProtocol
 from nutshim.shim.options import ShimExit, parse_network, upstream_endpoint
-from nutshim.shim._transport import CLOSE_GRACE, close
+from nutshim.shim._transport import CLOSE_GRACE, close, relay_write
 from nutshim.shim.relay import FAIL_LINGER, MAX_LINE, MAX_OUTSTANDING, MAX_QUEUE
 from nutshim.shim.server import DROP_LOG_PERIOD, ServerShimFactory, ServerShimProtocol
 from nutshim.shim.service import ListenerError, ListenerService, ShimService
@@ -1140,6 +1141,36 @@ class ClientShimUnitTests(ClientShimUnitCase):
         self.assertEqual(self.legacy.value(), b"x\n" * (MAX_OUTSTANDING + 10))
         self.assertEqual(self.wire.value()[base:], b"VER\n" * (MAX_OUTSTANDING + 10))
 
+    def test_plain_batch_forwarded_whole(self) -> None:
+        """
+        Once relaying, a read of whole ordinary requests is forwarded as
+        read, without going line by line (issue 14), and counted: their
+        replies come back, and the limit holds.
+        """
+        self.confirm()
+        lines: List[bytes] = []
+        self.proto.lineReceived = lines.append
+        base = len(self.wire.value())
+        batch = b"GET VAR ups a\r\n\nLIST VAR ups\n"
+        self.proto.dataReceived(batch)
+        self.assertEqual(lines, [])
+        self.assertEqual(self.wire.value()[base:], batch)
+        self.assertEqual(self.proto.sequencer.outstanding, 3)
+        self.remote.dataReceived(b"VAR ups a 1\nERR UNKNOWN-COMMAND\nBEGIN LIST VAR ups\nEND LIST VAR ups\n")
+        self.assertTrue(self.proto.sequencer.idle)
+
+    def test_batch_with_special_requests_goes_line_by_line(self) -> None:
+        """
+        A read holding STARTTLS, LOGOUT, DETACH or a backslash, or more
+        than the outstanding limit, is framed line by line as before.
+        """
+        self.confirm()
+        for batch in (b"VER\nstarttls\n", b"VER\nLOGOUT\n", b"VER \\\nx\n", b"VER\n" * (MAX_OUTSTANDING + 1)):
+            lines: List[bytes] = []
+            self.proto.lineReceived = lines.append
+            self.proto.dataReceived(batch)
+            self.assertEqual(lines, batch.split(b"\n")[:-1])
+
     def test_queue_then_outstanding_bounded(self) -> None:
         """
         Requests queued before the remote was usable are forwarded within
@@ -1906,3 +1937,103 @@ class ListenerServiceTests(SynchronousTestCase):
         service = ListenerService(self.Reactor(), [(object(), ["tcp6:401", "tcp:401"], True)])  # type: ignore[list-item]
         self.assertRaises(ListenerError, service.privilegedStartService)
         self.assertEqual(service.ports, [])
+
+
+class _Socket:
+    """A socket that takes at most C{room} bytes per send."""
+
+    def __init__(self, room: int = 1 << 20) -> None:
+        self.room = room
+        self.sent: List[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        taken = bytes(data[: self.room])
+        if not taken:
+            raise BlockingIOError()
+        self.sent.append(taken)
+        return len(taken)
+
+
+class _Connection(Connection):
+    """
+    A TCP connection's write-side state, without a reactor or a real
+    socket: what L{relay_write} looks at, and Twisted's buffered
+    C{write} recorded.
+    """
+
+    def __init__(self, sock: _Socket) -> None:  # no Connection.__init__: no fd
+        self.socket = sock  # type: ignore[assignment]
+        self.connected = 1
+        self.disconnecting = False
+        self._writeDisconnected = False
+        self._tempDataLen = 0
+        self.dataBuffer = b""
+        self.offset = 0
+        self.buffered: List[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.buffered.append(data)
+        self._tempDataLen += len(data)
+
+
+class RelayWriteTests(SynchronousTestCase):
+    """
+    L{relay_write}: the relay's writes go straight to the socket when
+    nothing waits before them (issue 14: Twisted's buffered write costs
+    two epoll_ctl and a reactor iteration per reply), and through
+    Twisted's buffer whenever order or back-pressure need it.
+    """
+
+    def test_idle_connection_sends_at_once(self) -> None:
+        sock = _Socket()
+        conn = _Connection(sock)
+        relay_write(conn, b"VAR ups ups.status \"OL\"\n")
+        self.assertEqual(sock.sent, [b'VAR ups ups.status "OL"\n'])
+        self.assertEqual(conn.buffered, [])
+
+    def test_partial_send_buffers_the_rest(self) -> None:
+        sock = _Socket(room=4)
+        conn = _Connection(sock)
+        relay_write(conn, b"GET VAR ups x\n")
+        self.assertEqual(sock.sent, [b"GET "])
+        self.assertEqual(conn.buffered, [b"VAR ups x\n"])
+
+    def test_after_buffered_bytes_order_is_kept(self) -> None:
+        sock = _Socket(room=4)
+        conn = _Connection(sock)
+        relay_write(conn, b"first\n")
+        relay_write(conn, b"second\n")
+        self.assertEqual(sock.sent, [b"firs"])
+        self.assertEqual(conn.buffered, [b"t\n", b"second\n"])
+
+    def test_full_socket_buffers_all(self) -> None:
+        conn = _Connection(_Socket(room=0))
+        relay_write(conn, b"reply\n")
+        self.assertEqual(conn.buffered, [b"reply\n"])
+
+    def test_closing_connection_is_left_to_twisted(self) -> None:
+        sock = _Socket()
+        conn = _Connection(sock)
+        conn.disconnecting = True
+        relay_write(conn, b"reply\n")
+        self.assertEqual((sock.sent, conn.buffered), ([], [b"reply\n"]))
+
+    def test_other_transports_get_write(self) -> None:
+        transport = StringTransport()
+        relay_write(transport, b"reply\n")
+        self.assertEqual(transport.value(), b"reply\n")
+
+
+class PlainRequestsTests(SynchronousTestCase):
+    """
+    L{plain_requests}: which reads a relay may forward whole.
+    """
+
+    def test_whole_ordinary_requests(self) -> None:
+        self.assertEqual(plain_requests(b"GET VAR ups ups.status\n", 100), 1)
+        self.assertEqual(plain_requests(b"VER\r\n\n# c\nLIST UPS\n", 100), 4)
+
+    def test_must_go_line_by_line(self) -> None:
+        for data in (b"VER", b"VER\nLIST", b"StartTLS\n", b"logout\n", b"DETACH\n",
+                     b"SET VAR ups x \\\n", b'GET VAR ups "a\\"b"\n', b"VER\n" * 30):
+            self.assertEqual(plain_requests(data, 100), 0, data)
