@@ -44,7 +44,8 @@ from typing import Any, Callable, Dict, MutableMapping, Optional, Sequence, Tupl
 
 from twisted.logger import Logger
 
-__all__ = ["Notifier", "ServiceNotifier", "Phase", "watchdog_interval", "notify_address"]
+__all__ = ["Notifier", "ServiceNotifier", "Phase", "watchdog_interval", "notify_address",
+           "reload_told"]
 
 _log = Logger()
 
@@ -382,3 +383,22 @@ class ServiceNotifier:
         for name in list(self._calls):
             self._cancel(name)
         self.notifier.close()
+
+
+def reload_told(notifier: Optional[ServiceNotifier], reload: Callable[[], bool]) -> bool:
+    """
+    Run a daemon's C{reload} between C{RELOADING=1} and C{READY=1} (sent
+    whether the new configuration was applied or refused, and also if the
+    reload raised); without a notifier, just the reload.
+
+    @return: what C{reload} returned.
+    """
+    if notifier is not None:
+        notifier.reloading()
+    ok = False
+    try:
+        ok = reload()
+    finally:
+        if notifier is not None:
+            notifier.reloaded(ok)
+    return ok

@@ -44,7 +44,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from nutshim.sdnotify import ServiceNotifier
+from nutshim.sdnotify import ServiceNotifier, reload_told
 from nutshim.signals import install_signal_handlers
 
 __all__ = ["ListenerError", "ListenerService", "ShimService", "systemd_notifier"]
@@ -111,14 +111,7 @@ class ShimService(MultiService):
         """
         SIGHUP: the reload, told to systemd.
         """
-        if self._systemd is not None:
-            self._systemd.reloading()
-        ok = False
-        try:
-            ok = self.reload()
-        finally:
-            if self._systemd is not None:
-                self._systemd.reloaded(ok)
+        reload_told(self._systemd, self.reload)
 
     def reload(self) -> bool:
         """

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nutshim.config.upsmonconf import Monitor, UpsmonConf
-from nutshim.sdnotify import ServiceNotifier
+from nutshim.sdnotify import ServiceNotifier, reload_told
 from nutshim.signals import KEPT, OURS, install_signal_handlers
 from nutshim.upsmon.monitor import NET_TIMEOUT, SessionFactory, UPSMonitor
 from nutshim.upsmon.notify import Notifier
@@ -268,14 +268,7 @@ class UpsmonService(MultiService):
         SIGHUP: the reload, told to systemd (RELOADING=1, then READY=1
         whether or not the new file was used).
         """
-        if self._systemd is not None:
-            self._systemd.reloading()
-        ok = False
-        try:
-            ok = self.reload()
-        finally:
-            if self._systemd is not None:
-                self._systemd.reloaded(ok)
+        reload_told(self._systemd, self.reload)
 
     def reload(self) -> bool:
         """
