@@ -32,8 +32,6 @@ from twisted.internet.tcp import Connection
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent
 from twisted.protocols.basic import LineReceiver
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
-from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
@@ -52,7 +50,7 @@ from nutshim.shim.relay import FAIL_LINGER, MAX_LINE, MAX_OUTSTANDING, MAX_QUEUE
 from nutshim.shim.server import DROP_LOG_PERIOD, ServerShimFactory, ServerShimProtocol
 from nutshim.shim.service import ListenerError, ListenerService, ShimService
 from nutshim.test.test_signals import FakeSignal
-from nutshim.test.test_tls import TLSFakeTransport, _Wire, client_tls, observe, pki
+from nutshim.test.test_tls import ProducerTLSTransport, client_tls, observe, pki
 from nutshim.tls import server_tls_options
 
 # ---------------------------------------------------------------------------
@@ -236,56 +234,6 @@ class FakeUpsd(LineReceiver):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.lost = True
-
-
-class _RawWire(_Wire):
-    """
-    The raw side of a L{ProducerTLSTransport}: the TLS layer's producer goes
-    to the wire, as C{_BypassTLS} sends it to the TCP transport.
-    """
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        iosim.FakeTransport.registerProducer(self._raw, producer, streaming)
-
-    def unregisterProducer(self) -> None:
-        iosim.FakeTransport.unregisterProducer(self._raw)
-
-
-class ProducerTLSTransport(TLSFakeTransport):
-    """
-    L{TLSFakeTransport} whose producers take the path they take on a real
-    TCP transport after C{startTLS} (C{twisted.internet._newtls}): the
-    producer registered before TLS is moved to the TLS layer, and later
-    ones are registered there.  So the TLS layer's own rules apply -- in
-    particular that C{loseConnection} does not close while a producer is
-    registered.
-    """
-
-    def startTLS(self, contextFactory: Any, beNormal: bool = True) -> None:
-        producer, streaming = self.producer, self.streamingProducer
-        if producer is not None:
-            iosim.FakeTransport.unregisterProducer(self)
-        client = (not self.isServer) if beNormal else self.isServer
-        factory = TLSMemoryBIOFactory(contextFactory, client, None, clock=self.clock)  # type: ignore[arg-type]
-        layer = TLSMemoryBIOProtocol(factory, self.protocol, False)
-        self.protocol = layer
-        self.layer = layer
-        directlyProvides(self, ISSLTransport)
-        layer.makeConnection(_RawWire(self))
-        if producer is not None:
-            layer.registerProducer(producer, streaming)
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        if self.layer is not None:
-            self.layer.registerProducer(producer, streaming)
-        else:
-            super().registerProducer(producer, streaming)
-
-    def unregisterProducer(self) -> None:
-        if self.layer is not None:
-            self.layer.unregisterProducer()
-        else:
-            super().unregisterProducer()
 
 
 class Net:

@@ -225,6 +225,57 @@ class TLSFakeTransport(iosim.FakeTransport):
         return self.layer.getPeerCertificate()
 
 
+class _RawWire(_Wire):
+    """
+    The raw side of a L{ProducerTLSTransport}: the TLS layer's producer goes
+    to the wire, as C{_BypassTLS} sends it to the TCP transport.
+    """
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        iosim.FakeTransport.registerProducer(self._raw, producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        iosim.FakeTransport.unregisterProducer(self._raw)
+
+
+class ProducerTLSTransport(TLSFakeTransport):
+    """
+    L{TLSFakeTransport} whose producers take the path they take on a real
+    TCP transport after C{startTLS} (C{twisted.internet._newtls}): the
+    producer registered before TLS is moved to the TLS layer, and later
+    ones are registered there (what made TLS connections outlive
+    C{OK Goodbye} in nut-upsd and the shims).  So the TLS layer's own
+    rules apply -- in particular that C{loseConnection} does not close while a producer is
+    registered.
+    """
+
+    def startTLS(self, contextFactory: Any, beNormal: bool = True) -> None:
+        producer, streaming = self.producer, self.streamingProducer
+        if producer is not None:
+            iosim.FakeTransport.unregisterProducer(self)
+        client = (not self.isServer) if beNormal else self.isServer
+        factory = TLSMemoryBIOFactory(contextFactory, client, None, clock=self.clock)  # type: ignore[arg-type]
+        layer = TLSMemoryBIOProtocol(factory, self.protocol, False)
+        self.protocol = layer
+        self.layer = layer
+        directlyProvides(self, ISSLTransport)
+        layer.makeConnection(_RawWire(self))
+        if producer is not None:
+            layer.registerProducer(producer, streaming)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        if self.layer is not None:
+            self.layer.registerProducer(producer, streaming)
+        else:
+            super().registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        if self.layer is not None:
+            self.layer.unregisterProducer()
+        else:
+            super().unregisterProducer()
+
+
 @implementer(IHandshakeListener)
 class Client(LineReceiver):
     """

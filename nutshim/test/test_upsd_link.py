@@ -13,16 +13,13 @@ from __future__ import annotations
 from typing import Any, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import directlyProvides
 
 from nutshim.test.test_engine import build
-from nutshim.test.test_tls import Client, TLSFakeTransport, TLSTestCase, _Wire, client_tls
+from nutshim.test.test_tls import Client, ProducerTLSTransport, TLSTestCase, client_tls
 from nutshim.test import test_upsd_protocol
 from nutshim.test.test_upsd_protocol import connect
 from nutshim.upsd import link as link_module
@@ -166,53 +163,6 @@ class GoodbyeTests(SynchronousTestCase):
         self.assertFalse(self.fsd())
 
 
-class _ProducerWire(_Wire):
-    """
-    The raw side of L{NewTLSFakeTransport}: the TLS layer registers its
-    producer membrane here, on the raw transport.
-    """
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        iosim.FakeTransport.registerProducer(self._raw, producer, streaming)
-
-    def unregisterProducer(self) -> None:
-        iosim.FakeTransport.unregisterProducer(self._raw)
-
-
-class NewTLSFakeTransport(TLSFakeTransport):
-    """
-    C{startTLS} as C{twisted.internet._newtls} does it for TCP: a registered
-    producer is unregistered and registered again through the TLS layer,
-    and from then on C{registerProducer}/C{unregisterProducer} go to it.
-    This is what made TLS connections outlive C{OK Goodbye}.
-    """
-
-    def startTLS(self, contextFactory: Any, beNormal: bool = True) -> None:
-        producer, streaming = self.producer, self.streamingProducer
-        iosim.FakeTransport.unregisterProducer(self)
-        client = (not self.isServer) if beNormal else self.isServer
-        factory = TLSMemoryBIOFactory(contextFactory, client, None, clock=self.clock)  # type: ignore[arg-type]
-        layer = TLSMemoryBIOProtocol(factory, self.protocol, False)
-        self.protocol = layer
-        self.layer = layer
-        directlyProvides(self, ISSLTransport)
-        layer.makeConnection(_ProducerWire(self))
-        if producer is not None:
-            self.registerProducer(producer, bool(streaming))
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        if self.layer is not None:
-            self.layer.registerProducer(producer, streaming)
-        else:
-            super().registerProducer(producer, streaming)
-
-    def unregisterProducer(self) -> None:
-        if self.layer is not None:
-            self.layer.unregisterProducer()
-        else:
-            super().unregisterProducer()
-
-
 class TLSGoodbyeTests(TLSTestCase):
     """
     The same inside TLS, through a real handshake.
@@ -222,10 +172,10 @@ class TLSGoodbyeTests(TLSTestCase):
         peer = IPv4Address("TCP", host, 40000)
         server = self.factory.buildProtocol(peer)
         assert isinstance(server, UpsdProtocol)
-        sio = NewTLSFakeTransport(
+        sio = ProducerTLSTransport(
             server, True, self.clock, peerAddress=peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 3493)
         )
-        cio = NewTLSFakeTransport(
+        cio = ProducerTLSTransport(
             client, False, self.clock, peerAddress=IPv4Address("TCP", "127.0.0.1", 3493), hostAddress=peer
         )
         pump = iosim.connect(server, sio, client, cio, greet=False, clock=self.clock)
